@@ -1,0 +1,1 @@
+"""relu_surgery."""

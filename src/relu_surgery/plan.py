@@ -1,0 +1,103 @@
+"""The records a rewrite plan is made of: sites, blocks, site changes, the plan itself.
+
+All are small frozen dataclasses; analysis builds them, rewrites consume them, reports render them.
+
+Example:
+    >>> site = Site(name="layer1.0.act3", kind="relu", spelling="nn.ReLU", location="last",
+    ...             index=3, node="layer1_0_act3")
+    >>> block = Block(index=1, name="layer1.0", type="Bottleneck", stage="layer1", sites=(site,))
+    >>> [s.name for s in block.last_sites]
+    ['layer1.0.act3']
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+__all__ = ["Site", "Block", "SiteChange", "Plan"]
+
+
+@dataclass(frozen=True)
+class Site:
+    """One call of an activation in the traced graph.
+
+    ``name`` is the qualified name users know (``layer1.0.relu_2``), ``kind`` the canonical
+    activation ("relu"), ``spelling`` how the code wrote it (``nn.ReLU``, ``F.relu``, ``Tensor.relu_``,
+    ``BatchNormAct2d.act (ReLU)``), ``location`` first / middle / last within its block, ``index``
+    its 1-based position in the block's execution order, ``node`` the FX node name (internal),
+    ``composite`` the norm+act leaf holding it, if any.
+    """
+
+    name: str
+    kind: str
+    spelling: str
+    location: str
+    index: int
+    node: str
+    composite: str | None = None
+    channels: int | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (without the internal node name)."""
+        out = asdict(self)
+        out.pop("node")
+        return out
+
+
+@dataclass(frozen=True)
+class Block:
+    """A basic module (the papers' f_i): where it is, what it is, its activation sites."""
+
+    index: int
+    name: str
+    type: str
+    stage: str | None
+    sites: tuple[Site, ...]
+    rule: str = ""
+
+    @property
+    def last_sites(self) -> tuple[Site, ...]:
+        """Sites from which the block output is reached through no weight, norm or activation."""
+        return tuple(s for s in self.sites if s.location == "last")
+
+    def to_dict(self, selected: bool | None = None) -> dict:
+        """JSON-ready dict; ``selected`` is added when given."""
+        out = {"index": self.index, "name": self.name, "type": self.type, "stage": self.stage,
+               "rule": self.rule}
+        if selected is not None:
+            out["selected"] = selected
+        out["sites"] = [s.to_dict() for s in self.sites]
+        return out
+
+
+@dataclass(frozen=True)
+class SiteChange:
+    """What a rewrite does to one site: ``before`` -> ``after`` (spellings)."""
+
+    block: int
+    site: str
+    before: str
+    after: str
+    node: str = ""
+    kind: str = ""
+
+    def to_dict(self) -> dict:
+        return {"block": self.block, "site": self.site, "before": self.before, "after": self.after}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A rewrite decided but not yet applied: which blocks, which sites, what happens to each."""
+
+    rewrite: str
+    settings: dict
+    blocks: tuple[Block, ...]
+    selected: tuple[int, ...]
+    selection_reason: str
+    changes: tuple[SiteChange, ...]
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def selected_blocks(self) -> tuple[Block, ...]:
+        chosen = set(self.selected)
+        return tuple(b for b in self.blocks if b.index in chosen)

@@ -1,0 +1,127 @@
+"""What every rewrite shares: measure before, apply steps to the graph, check, report.
+
+A rewrite step is a pair of functions: ``plan(analysis) -> Plan`` (pure analysis) and
+``apply(graph_module, plan) -> StepReport`` (graph edits). :func:`run_rewrite` runs a list of
+steps on a private copy of the model and returns the new model and its :class:`Report`.
+
+Example:
+    >>> import torchvision
+    >>> from relu_surgery.rewrites.erase import erase_step
+    >>> new, report = run_rewrite(torchvision.models.resnet18(), [erase_step(proportion=1.0)])
+    >>> report.target_sites(), report.target_sites(after=True)
+    (17, 9)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch.fx as fx
+import torch.nn as nn
+
+from ..analysis import Analysis, analyze, count_sites
+from ..blocks import BlockSpec, discover_blocks
+from ..costs import count_params, measure, snapshot_state, state_dict_diff
+from ..errors import SurgeryError
+from ..plan import Plan
+from ..report import Report, StepReport
+from ..tracing import graph_code
+
+__all__ = ["Step", "run_rewrite", "remove_node", "record_recipe"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One rewrite: a name, its settings (for the recipe), a planner and an applier."""
+
+    name: str
+    settings: dict
+    plan: Callable[[Analysis], Plan]
+    apply: Callable[[fx.GraphModule, Plan], StepReport]
+    targets: tuple[str, ...] = ("relu",)
+
+
+def remove_node(gm: fx.GraphModule, node: fx.Node) -> None:
+    """Replace ``node`` by its (first) input everywhere and delete it from the graph."""
+    source = node.args[0] if node.args else next(iter(node.kwargs.values()))
+    node.replace_all_uses_with(source)
+    gm.graph.erase_node(node)
+
+
+def record_recipe(model: nn.Module, new_model: nn.Module, steps: Sequence[Step]) -> None:
+    """Attach the replayable recipe (source + rewrites) of ``new_model`` as ``rs_recipe``."""
+    base = getattr(model, "rs_recipe", None) or {
+        "source": dict(getattr(model, "rs_source", None) or {"name": type(model).__name__, "kwargs": None}),
+        "rewrites": [],
+    }
+    new_model.rs_recipe = {
+        "source": base["source"],
+        "rewrites": list(base["rewrites"]) + [{"rewrite": s.name, **s.settings} for s in steps],
+    }
+
+
+def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spec: BlockSpec | None = None,
+                dry_run: bool = False) -> tuple[nn.Module | None, Report]:
+    """Apply ``steps`` in order to a copy of ``model``; return ``(new_model, report)``.
+
+    With ``dry_run`` only the first step is planned, nothing is applied and ``new_model`` is None.
+    """
+    analysis = analyze(model, example_input, spec)
+    gm = analysis.graph_module
+    targets = tuple(dict.fromkeys(k for s in steps for k in s.targets))
+    code_before, sites_before = graph_code(gm), count_sites(gm)
+    before = measure(gm, analysis.example_input) if not dry_run else None
+    state_before, params_before = snapshot_state(gm), count_params(gm)
+    blocks = tuple(analysis.blocks)
+    reports: list[StepReport] = []
+    for i, step in enumerate(steps):
+        if i:
+            analysis.blocks = discover_blocks(analysis.traced, spec)
+        plan = step.plan(analysis)
+        if dry_run:
+            reports.append(StepReport(step.name, step.settings, plan.selected, plan.selection_reason,
+                                      plan.changes, warnings=plan.warnings))
+            return None, _dry_report(analysis, blocks, reports, targets, sites_before, code_before)
+        reports.append(step.apply(gm, plan))
+    gm.graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    after = measure(gm, analysis.example_input)
+    if after.output_shape != before.output_shape or not after.finite:
+        raise SurgeryError(
+            f"the rewritten model's output changed shape {before.output_shape} -> {after.output_shape}"
+            if after.output_shape != before.output_shape else "the rewritten model produced non-finite values"
+        )
+    gm.rs_leaves = dict(analysis.traced.leaves)
+    record_recipe(model, gm, steps)
+    gm.train(model.training)
+    report = Report(
+        model=analysis.label, blocks=blocks, steps=reports,
+        params_before=params_before, params_after=count_params(gm),
+        macs_before=before.macs, macs_after=after.macs,
+        sites_before=sites_before, sites_after=count_sites(gm), targets=targets,
+        state_dict=state_dict_diff(state_before, gm.state_dict()),
+        forward_check={"input_shape": tuple(analysis.example_input.shape), "output_shape": after.output_shape,
+                       "output_shape_before": before.output_shape, "finite": after.finite, "mode": "eval"},
+        leaves=dict(analysis.traced.leaves),
+        warnings=[w for r in reports for w in r.warnings] + analysis.traced.warnings,
+        code_before=code_before, code_after=graph_code(gm),
+    )
+    return gm, report
+
+
+def _dry_report(analysis: Analysis, blocks, reports, targets, sites_before, code_before) -> Report:
+    predicted = dict(sites_before)
+    for change in reports[0].changes:
+        predicted[change.kind] = predicted.get(change.kind, 0) - 1
+    params = count_params(analysis.source)
+    return Report(
+        model=analysis.label, blocks=blocks, steps=reports, params_before=params, params_after=params,
+        macs_before=None, macs_after=None, sites_before=sites_before, sites_after=predicted,
+        targets=targets, state_dict={"added": [], "removed": [], "reshaped": [], "unchanged": True},
+        forward_check={"input_shape": tuple(analysis.example_input.shape), "skipped": "dry run"},
+        leaves=dict(analysis.traced.leaves), warnings=list(reports[0].warnings),
+        code_before=code_before, code_after=code_before, dry_run=True,
+    )
+
