@@ -1,1 +1,37 @@
-"""relu_surgery."""
+"""relu_surgery: rewrite the activations of existing PyTorch networks, see what changed, retrain.
+
+Example:
+    >>> import relu_surgery as rs
+    >>> model = rs.create_model("tv:resnet18")
+    >>> new_model, report = rs.erase(model, proportion=0.5)
+    >>> len(rs.find_blocks(model)), len(report.changes)
+    (8, 4)
+"""
+
+from ._version import __version__
+from .analysis import find_blocks
+from .blocks import register_block_type
+from .errors import SurgeryError
+from .models import create_model, list_models
+from .plan import Block, Site, SiteChange
+from .report import Report
+from .rewrites.erase import erase
+from .saving import load, save
+from .selection import uniform_indices
+
+__all__ = [
+    "__version__",
+    "find_blocks",
+    "erase",
+    "create_model",
+    "list_models",
+    "load",
+    "save",
+    "register_block_type",
+    "uniform_indices",
+    "Block",
+    "Site",
+    "SiteChange",
+    "Report",
+    "SurgeryError",
+]

@@ -24,6 +24,8 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .errors import SelectionError
+
 __all__ = [
     "ActivationRef",
     "KNOWN_KINDS",
@@ -118,7 +120,7 @@ def normalize_kinds(kinds) -> frozenset[str]:
             continue
         name = _ALIASES.get(name, name)
         if name not in KNOWN_KINDS and name != "all":
-            raise ValueError(f"unknown activation {raw!r}; known: {', '.join(sorted(KNOWN_KINDS))}")
+            raise SelectionError(f"unknown activation {raw!r}; known: {', '.join(sorted(KNOWN_KINDS))}")
         out.add(name)
     return frozenset(out)
 

@@ -31,9 +31,8 @@ __all__ = ["Analysis", "analyze", "find_blocks", "count_sites", "model_label"]
 def model_label(model: nn.Module) -> str:
     """The name a report shows: the source name a model was created from, else its class."""
     recipe = getattr(model, "rs_recipe", None)
-    if recipe:
-        return recipe["source"]["name"]
-    return type(model).__name__
+    source = recipe["source"] if recipe else getattr(model, "rs_source", None)
+    return source["name"] if source else type(model).__name__
 
 
 def count_sites(gm: torch.fx.GraphModule) -> dict[str, int]:

@@ -68,6 +68,14 @@ class BlockSpec:
     names: tuple[str, ...] = ()
     predicate: Callable[[str, nn.Module], bool] | None = None
 
+    def to_recipe(self) -> dict:
+        """JSON form for a recipe (types by class name); a predicate cannot be recorded."""
+        out = {"block_types": [t if isinstance(t, str) else t.__name__ for t in self.types],
+               "block_names": list(self.names)}
+        if self.predicate is not None:
+            out["predicate"] = getattr(self.predicate, "__qualname__", repr(self.predicate))
+        return out
+
     def __bool__(self) -> bool:
         return bool(self.types or self.names or self.predicate)
 

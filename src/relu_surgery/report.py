@@ -136,13 +136,14 @@ class Report:
         rows += [
             (f"{kinds} sites", f"{self.target_sites()} -> {self.target_sites(after=True)}"),
             ("Parameters", _before_after(self.params_before, self.params_after, "{:,}")),
-            ("MACs", _before_after(self.macs_before, self.macs_after, "{:,}")),
+            ("MACs", "not measured (dry run)" if self.macs_before is None
+             else _before_after(self.macs_before, self.macs_after, "{:,}")),
             ("State dict", "unchanged (strict load of the original checkpoint works)" if sd.get("unchanged")
              else f"added {len(sd['added'])}, removed {len(sd['removed'])}, reshaped {len(sd['reshaped'])}, "
                   f"values changed {len(sd.get('values_changed', []))}"),
             ("Graph nodes", f"removed {sum(len(s.nodes_removed) for s in self.steps)}, "
                             f"added {sum(len(s.nodes_added) for s in self.steps)}"),
-            ("Forward pass", f"checked: input {fc.get('input_shape')} -> output {fc.get('output_shape')}"
+            ("Forward pass", "not run (dry run: plan only)" if self.dry_run else f"checked: input {fc.get('input_shape')} -> output {fc.get('output_shape')}"
                              f" (before {fc.get('output_shape_before')}), finite: {'yes' if fc.get('finite') else 'NO'}"),
         ]
         if self.leaves:

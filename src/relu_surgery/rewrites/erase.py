@@ -154,4 +154,6 @@ def erase(model: nn.Module, proportion: float = 1.0, location="last", blocks=Non
     """
     step = erase_step(proportion, location, blocks, activations, stage, random, seed)
     spec = BlockSpec(tuple(block_types), tuple(block_names), predicate)
+    if spec:
+        step.settings["discovery"] = spec.to_recipe()
     return run_rewrite(model, [step], example_input, spec, dry_run)
