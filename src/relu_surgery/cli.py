@@ -133,7 +133,26 @@ def emit(report, new_model, dry_run, as_json, markdown, code_diff, out, force) -
         click.echo(f"saved to {out}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose subcommands in ``LAZY_COMMANDS`` are imported only when used (fast ``--help``)."""
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx, cmd_name):
+        if cmd_name in LAZY_COMMANDS:
+            import importlib  # noqa: PLC0415
+
+            module_name, attr = LAZY_COMMANDS[cmd_name].split(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, cmd_name)
+
+
+# Subcommands living in other modules: name -> "module:attribute" (each module keeps heavy imports inside).
+LAZY_COMMANDS: dict[str, str] = {}
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="relu-surgery")
 def cli():
     """Rewrite the activations of PyTorch networks (EraseReLU, CReLU, NormProp, PReLU) and show what changed."""

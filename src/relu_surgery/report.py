@@ -69,6 +69,8 @@ class Report:
     code_before: str = ""
     code_after: str = ""
     dry_run: bool = False
+    graph_before: list[dict] = field(default_factory=list, repr=False)
+    graph_after: list[dict] = field(default_factory=list, repr=False)
 
     # ----------------------------------------------------------------- derived views
     @property

@@ -32,7 +32,7 @@ import torch.nn as nn
 from .activations import composite_activation, module_activation_kind
 from .errors import TraceError
 
-__all__ = ["TracedModel", "ScopeTracer", "trace", "is_scoped", "annotate_shapes", "graph_code", "unified_code_diff"]
+__all__ = ["TracedModel", "ScopeTracer", "trace", "is_scoped", "annotate_shapes", "adopt_scope", "graph_records", "graph_code", "unified_code_diff"]
 
 _MAX_RETRIES = 64
 
@@ -193,6 +193,46 @@ def annotate_shapes(traced: TracedModel, example_input) -> None:
     args = example_input if isinstance(example_input, tuple) else (example_input,)
     with eval_mode(traced.graph_module), torch.no_grad():
         ShapeProp(traced.graph_module).propagate(*args)
+
+
+def adopt_scope(new: fx.Node, like: fx.Node, name: str) -> fx.Node:
+    """Give a node a rewrite inserted the scope of ``like`` and the qualified name ``name``.
+
+    Rewrites that insert nodes call this so later analysis (blocks, reports, drawings) sees them.
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.ReLU())
+        >>> x = next(iter(gm.graph.nodes))
+        >>> adopt_scope(x, x, "x").meta["rs_name"]
+        'x'
+    """
+    new.meta["rs_scope"] = like.meta.get("rs_scope", ())
+    new.meta["rs_scope_types"] = like.meta.get("rs_scope_types", ())
+    new.meta["rs_name"] = name
+    return new
+
+
+def graph_records(gm: fx.GraphModule) -> list[dict]:
+    """A plain-data copy of a graph for reports and drawings: one dict per node.
+
+    Each record has ``name`` (qualified), ``op``, ``target``, ``role`` (see
+    :func:`relu_surgery.graph_ops.op_role`), ``inputs`` (qualified names) and ``scope``.
+
+    Example:
+        >>> [r["role"] for r in graph_records(fx.symbolic_trace(nn.Sequential(nn.Linear(2, 2), nn.ReLU())))]
+        ['input', 'weight', 'activation', 'output']
+    """
+    from .graph_ops import op_role  # noqa: PLC0415 (graph_ops imports activations, which is light)
+
+    def name(n: fx.Node) -> str:
+        return n.meta.get("rs_name", n.name)
+
+    return [
+        {"name": name(n), "op": n.op, "target": n.target if isinstance(n.target, str) else getattr(
+            n.target, "__name__", str(n.target)), "role": op_role(n, gm),
+         "inputs": [name(a) for a in n.all_input_nodes], "scope": list(n.meta.get("rs_scope", ()))}
+        for n in gm.graph.nodes
+    ]
 
 
 def graph_code(gm: fx.GraphModule) -> str:

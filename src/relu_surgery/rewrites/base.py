@@ -26,7 +26,7 @@ from ..costs import count_params, measure, snapshot_state, state_dict_diff
 from ..errors import SurgeryError
 from ..plan import Plan
 from ..report import Report, StepReport
-from ..tracing import graph_code
+from ..tracing import graph_code, graph_records
 
 __all__ = ["Step", "run_rewrite", "remove_node", "record_recipe"]
 
@@ -70,7 +70,7 @@ def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spe
     analysis = analyze(model, example_input, spec)
     gm = analysis.graph_module
     targets = tuple(dict.fromkeys(k for s in steps for k in s.targets))
-    code_before, sites_before = graph_code(gm), count_sites(gm)
+    code_before, sites_before, records_before = graph_code(gm), count_sites(gm), graph_records(gm)
     before = measure(gm, analysis.example_input) if not dry_run else None
     state_before, params_before = snapshot_state(gm), count_params(gm)
     blocks = tuple(analysis.blocks)
@@ -107,6 +107,7 @@ def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spe
         leaves=dict(analysis.traced.leaves),
         warnings=[w for r in reports for w in r.warnings] + analysis.traced.warnings,
         code_before=code_before, code_after=graph_code(gm),
+        graph_before=records_before, graph_after=graph_records(gm),
     )
     return gm, report
 
