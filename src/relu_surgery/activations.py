@@ -33,6 +33,7 @@ __all__ = [
     "activation_of",
     "module_activation_kind",
     "composite_activation",
+    "is_norm_act_layer",
     "normalize_kinds",
     "make_activation",
 ]
@@ -142,6 +143,19 @@ def module_activation_kind(module: nn.Module) -> str | None:
     return None
 
 
+def is_norm_act_layer(module: nn.Module) -> bool:
+    """True for composite norm+activation layers (timm's BatchNormAct2d, GroupNormAct, ...), not ConvNormAct.
+
+    Example:
+        >>> is_norm_act_layer(nn.BatchNorm2d(3))
+        False
+    """
+    name = type(module).__name__
+    if "NormAct" not in name and name != "InplaceAbn":
+        return False
+    return not any(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)) for m in module.modules())
+
+
 def composite_activation(module: nn.Module) -> tuple[str, str] | None:
     """(attribute, kind) of the activation inside a norm+act layer such as timm's BatchNormAct2d.
 
@@ -149,10 +163,7 @@ def composite_activation(module: nn.Module) -> tuple[str, str] | None:
         >>> composite_activation(nn.ReLU()) is None
         True
     """
-    if module_activation_kind(module) is not None:
-        return None
-    name = type(module).__name__
-    if "NormAct" not in name and not name.endswith("Act") and not name.startswith("NormAct"):
+    if module_activation_kind(module) is not None or not is_norm_act_layer(module):
         return None
     act = getattr(module, "act", None)
     if isinstance(act, nn.Module):

@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import fnmatch
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -42,6 +43,8 @@ from .tracing import TracedModel
 __all__ = ["BLOCK_TYPE_PATTERNS", "register_block_type", "BlockSpec", "discover_blocks"]
 
 BLOCK_TYPE_PATTERNS: list[str] = ["Inception*", "_DenseLayer", "DenseLayer"]
+# Never blocks: auxiliary classifiers (torchvision's InceptionAux exists only in training mode).
+NOT_BLOCK_PATTERNS: list[str] = ["*Aux"]
 _PASS_ROLES = ("transparent", "merge")
 
 
@@ -119,6 +122,7 @@ class _Graph:
         self._flows: dict[str, tuple[set, set]] = {}
 
         self.source = traced.source
+        self.opaque = set(traced.leaves)
 
     def module(self, path: str) -> nn.Module:
         return self.source.get_submodule(path)
@@ -173,7 +177,40 @@ def _structural_candidates(g: _Graph) -> dict[str, str]:
         first = classes.get(g.types[path])
         if first is not None and path not in cands:
             cands[path] = f"same type as {first}"
+    opaque_types = Counter(g.types[p] for p in g.opaque if p in g.types)
+    for path in g.opaque:
+        if opaque_types.get(g.types.get(path), 0) >= 2:
+            cands.setdefault(path, "opaque leaf")
+    for path in [p for p in cands if any(fnmatch.fnmatchcase(g.class_name(p), x) for x in NOT_BLOCK_PATTERNS)]:
+        del cands[path]
+    if cands:
+        _stage_siblings(g, cands)
     return cands
+
+
+def _parent(path: str) -> str:
+    return path.rsplit(".", 1)[0] if "." in path else ""
+
+
+def _stage_siblings(g: _Graph, cands: dict[str, str]) -> None:
+    """Children of a container beside stages of blocks are blocks too (EfficientNet's first stage).
+
+    Only classes from the same Python module as the blocks count, so a stem of generic layers stays out.
+    """
+    inner = _innermost(cands)
+    stages = {_parent(p) for p in inner}
+    families = {g.types[p].rsplit(".", 1)[0] for p in inner}
+    children: dict[str, list[str]] = {}
+    for path in g.regions:
+        children.setdefault(_parent(path), []).append(path)
+    for stage in stages:
+        for sibling in children.get(_parent(stage), []):
+            if sibling in stages or not g.types[sibling].startswith("torch.nn.modules.container."):
+                continue
+            for child in children.get(sibling, []):
+                if (child not in cands and g.types[child].rsplit(".", 1)[0] in families
+                        and _has(g, child, "weight") and _has(g, child, "activation")):
+                    cands[child] = f"beside stage {stage}"
 
 
 def _innermost(cands: Iterable[str]) -> list[str]:
@@ -239,6 +276,31 @@ def _unit_regions(g: _Graph) -> list[_Region]:
     return out
 
 
+def _form(g: _Graph, region: _Region, sites: tuple[Site, ...]) -> str:
+    """after-activation / pre-activation / linear-output / no-activation (see Block.form)."""
+    if region.name in g.opaque:
+        return "opaque"
+    if not sites:
+        return "no-activation"
+    if any(s.location == "last" for s in sites):
+        return "after-activation"
+    inside = set(region.nodes)
+    stack = [n for n in region.nodes if any(a not in inside and a.op != "get_attr" for a in n.all_input_nodes)]
+    seen = set(stack)
+    while stack:
+        n = stack.pop()
+        role = g.roles[n]
+        if role == "activation":
+            return "pre-activation"
+        if role == "weight":
+            continue
+        for u in n.users:
+            if u in inside and u not in seen:
+                seen.add(u)
+                stack.append(u)
+    return "linear-output"
+
+
 def _sites(g: _Graph, region: _Region) -> tuple[Site, ...]:
     inside = set(region.nodes)
     outputs = {n for n in region.nodes if any(u not in inside for u in n.users)}
@@ -298,6 +360,8 @@ def discover_blocks(traced: TracedModel, spec: BlockSpec | None = None) -> list[
                 regions = _module_regions(g, repeated, {p: "repeated class" for p in repeated})
             else:
                 regions = _unit_regions(g)
-    return [
-        Block(i, r.name, r.type, r.stage, _sites(g, r), r.rule) for i, r in enumerate(regions, start=1)
-    ]
+    blocks = []
+    for i, r in enumerate(regions, start=1):
+        sites = _sites(g, r)
+        blocks.append(Block(i, r.name, r.type, r.stage, sites, r.rule, _form(g, r, sites)))
+    return blocks

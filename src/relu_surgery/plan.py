@@ -46,7 +46,13 @@ class Site:
 
 @dataclass(frozen=True)
 class Block:
-    """A basic module (the papers' f_i): where it is, what it is, its activation sites."""
+    """A basic module (the papers' f_i): where it is, what it is, its activation sites.
+
+    ``rule`` says why it is a block; ``form`` is ``after-activation`` (it has a last activation),
+    ``pre-activation`` (an activation comes before its first weight layer and none is last),
+    ``linear-output`` (it ends with a weight or norm layer), ``no-activation``, or ``opaque`` (a leaf
+    the tracer does not enter).
+    """
 
     index: int
     name: str
@@ -54,6 +60,7 @@ class Block:
     stage: str | None
     sites: tuple[Site, ...]
     rule: str = ""
+    form: str = ""
 
     @property
     def last_sites(self) -> tuple[Site, ...]:
@@ -63,7 +70,7 @@ class Block:
     def to_dict(self, selected: bool | None = None) -> dict:
         """JSON-ready dict; ``selected`` is added when given."""
         out = {"index": self.index, "name": self.name, "type": self.type, "stage": self.stage,
-               "rule": self.rule}
+               "rule": self.rule, "form": self.form}
         if selected is not None:
             out["selected"] = selected
         out["sites"] = [s.to_dict() for s in self.sites]
@@ -72,7 +79,11 @@ class Block:
 
 @dataclass(frozen=True)
 class SiteChange:
-    """What a rewrite does to one site: ``before`` -> ``after`` (spellings)."""
+    """What a rewrite does to one site: ``before`` -> ``after`` (spellings).
+
+    ``kind`` is the site's activation kind before, ``new_kind`` the kind it has after ("" when the
+    site is removed or is not an activation), so a dry run can predict the site counts.
+    """
 
     block: int
     site: str
@@ -80,6 +91,7 @@ class SiteChange:
     after: str
     node: str = ""
     kind: str = ""
+    new_kind: str = ""
 
     def to_dict(self) -> dict:
         return {"block": self.block, "site": self.site, "before": self.before, "after": self.after}

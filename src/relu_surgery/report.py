@@ -33,14 +33,35 @@ class StepReport:
     nodes_removed: tuple[str, ...] = ()
     nodes_added: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    # Norm layers a structural rewrite (pre-/after-activation conversion) added, moved or removed:
+    # module paths; a moved norm is (from path, to path, where it now sits).
+    norms_added: tuple[str, ...] = ()
+    norms_moved: tuple[tuple[str, str, str], ...] = ()
+    norms_removed: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return {
             "rewrite": self.rewrite, "settings": self.settings, "selected": list(self.selected),
             "selection": self.selection_reason, "changes": [c.to_dict() for c in self.changes],
             "nodes_removed": list(self.nodes_removed), "nodes_added": list(self.nodes_added),
-            "warnings": list(self.warnings),
+            "warnings": list(self.warnings), "norms_added": list(self.norms_added),
+            "norms_moved": [{"from": a, "to": b, "where": w} for a, b, w in self.norms_moved],
+            "norms_removed": list(self.norms_removed),
         }
+
+    def norm_lines(self) -> list[tuple[str, str]]:
+        """(label, value) rows for the norms this step added (untrained), moved and removed."""
+        rows = []
+        if self.norms_added:
+            rows.append((f"New norms, untrained ({self.rewrite})",
+                         f"{len(self.norms_added)}: " + ", ".join(self.norms_added)))
+        if self.norms_moved:
+            rows.append((f"Moved norms ({self.rewrite})", "; ".join(
+                f"{a} -> {b} ({w})" if a != b else f"{a} ({w})" for a, b, w in self.norms_moved)))
+        if self.norms_removed:
+            rows.append((f"Removed norms ({self.rewrite})",
+                         f"{len(self.norms_removed)}: " + ", ".join(self.norms_removed)))
+        return rows
 
 
 @dataclass
@@ -79,6 +100,11 @@ class Report:
         return tuple(c for s in self.steps for c in s.changes)
 
     @property
+    def norms_added(self) -> tuple[str, ...]:
+        """Module paths of every norm a step added (no pretrained values: trained from scratch)."""
+        return tuple(n for s in self.steps for n in s.norms_added)
+
+    @property
     def selected(self) -> tuple[int, ...]:
         """1-based indices of the blocks any step selected."""
         return tuple(sorted({i for s in self.steps for i in s.selected}))
@@ -86,7 +112,7 @@ class Report:
     def target_sites(self, after: bool = False) -> int:
         """Number of sites of the targeted kinds before (or after) the rewrite."""
         counts = self.sites_after if after else self.sites_before
-        return sum(n for k, n in counts.items() if k in self.targets)
+        return sum(n for k, n in counts.items() if k in self.targets or "all" in self.targets)
 
     # ----------------------------------------------------------------- renderings
     def to_json(self) -> dict:
@@ -108,6 +134,9 @@ class Report:
             "state_dict": self.state_dict, "forward_check": self.forward_check,
             "steps": [s.to_dict() for s in self.steps],
             "leaves": dict(self.leaves), "warnings": list(self.warnings),
+            "norms": {"added": list(self.norms_added),
+                      "moved": [m for s in self.steps for m in s.to_dict()["norms_moved"]],
+                      "removed": [n for s in self.steps for n in s.norms_removed]},
         }
 
     def dumps(self) -> str:
@@ -135,6 +164,7 @@ class Report:
         for step in self.steps:
             rows.append((f"Selected ({step.rewrite})", step.selection_reason))
             rows.append((f"Sites changed ({step.rewrite})", str(len(step.changes))))
+            rows += step.norm_lines()
         rows += [
             (f"{kinds} sites", f"{self.target_sites()} -> {self.target_sites(after=True)}"),
             ("Parameters", _before_after(self.params_before, self.params_after, "{:,}")),

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch.fx as fx
 import torch.nn as nn
 
-from .activations import composite_activation, module_activation_kind
+from .activations import composite_activation, is_norm_act_layer, module_activation_kind
 from .errors import TraceError
 
 __all__ = ["TracedModel", "ScopeTracer", "trace", "is_scoped", "annotate_shapes", "adopt_scope", "graph_records", "graph_code", "unified_code_diff"]
@@ -53,7 +53,7 @@ class ScopeTracer(fx.Tracer):
             return True
         if self.leaf_types and isinstance(m, self.leaf_types):
             return True
-        if composite_activation(m) is not None or module_activation_kind(m) is not None:
+        if is_norm_act_layer(m) or module_activation_kind(m) is not None:
             return True
         return super().is_leaf_module(m, module_qualified_name)
 
@@ -108,6 +108,18 @@ def _library_leaves(model: nn.Module) -> tuple[tuple, tuple]:
     from timm.layers import _fx as timm_fx  # noqa: PLC0415 (timm is heavy; import only when used)
 
     return tuple(timm_fx.get_notrace_modules()), tuple(timm_fx.get_notrace_functions())
+
+
+def _opaque_library_leaves(gm: fx.GraphModule, leaf_types: tuple) -> dict[str, str]:
+    """Library notrace modules with submodules of their own (their insides stay unseen)."""
+    out = {}
+    for node in gm.graph.nodes:
+        if node.op != "call_module" or not leaf_types:
+            continue
+        module = gm.get_submodule(str(node.target))
+        if isinstance(module, leaf_types) and not is_norm_act_layer(module) and any(True for _ in module.children()):
+            out[str(node.target)] = f"timm notrace module {type(module).__name__} (not traced into)"
+    return out
 
 
 def _first_line(exc: BaseException) -> str:
@@ -171,6 +183,7 @@ def trace(model: nn.Module, leaf_modules=(), concrete_args=None) -> TracedModel:
             continue
         _name_nodes(graph)
         gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
+        leaves.update(_opaque_library_leaves(gm, leaf_types))
         return TracedModel(gm, model, leaves)
     raise TraceError(f"cannot trace {type(model).__name__}: gave up after {_MAX_RETRIES} leaves")
 
