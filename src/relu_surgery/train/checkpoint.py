@@ -1,0 +1,120 @@
+"""Atomic checkpoints and RNG capture, loadable with ``torch.load(weights_only=True)``.
+
+A checkpoint holds the model, optimiser and schedule states, the position in the run (epoch, step
+within it, global step), the partial sums of an unfinished epoch, the metrics history and every
+rank's RNG states (torch CPU/CUDA, Python, NumPy, the augmentation generator). Files are written
+to a temporary name in the same directory, fsynced and renamed: a kill leaves either the old or the
+new checkpoint, never half of one.
+
+Example:
+    >>> import tempfile, torch
+    >>> from pathlib import Path
+    >>> path = Path(tempfile.mkdtemp()) / "checkpoint.pt"
+    >>> atomic_save({"weights": torch.ones(2)}, path)
+    >>> load_checkpoint(path)["weights"]
+    tensor([1., 1.])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .errors import CheckpointError
+
+__all__ = ["CHECKPOINT_NAME", "FORMAT", "atomic_write", "atomic_save", "atomic_write_text", "atomic_write_json",
+           "load_checkpoint", "capture_rng", "restore_rng"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+FORMAT = "relu_surgery.train/1"
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_path)``, fsync the file and rename it onto ``path`` (same directory)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # directories cannot be opened on some platforms
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj)`` to ``path`` atomically."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_write_text(text: str, path: str | Path) -> None:
+    """Write ``text`` to ``path`` atomically (UTF-8)."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_json(obj: Any, path: str | Path) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    atomic_write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint written by the runner (weights only, never arbitrary objects)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip/pickle/EOF errors come in many types
+        raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({exc})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a relu_surgery training checkpoint")
+    return state
+
+
+def capture_rng(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """This process's RNG states as plain tensors/lists (``weights_only``-loadable)."""
+    import numpy as np
+
+    version, mt, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": [version, list(mt), gauss],
+        "numpy": {"keys": torch.from_numpy(keys.astype("int64")), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    state.update(extra or {})
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Restore what :func:`capture_rng` captured (CUDA states only where CUDA is in use)."""
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    version, mt, gauss = state["python"]
+    random.setstate((version, tuple(mt), gauss))
+    npy = state["numpy"]
+    np.random.set_state(("MT19937", npy["keys"].numpy().astype("uint32"), npy["pos"],
+                         npy["has_gauss"], npy["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        states = state["cuda"]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)

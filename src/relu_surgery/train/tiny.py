@@ -1,0 +1,43 @@
+"""Tiny reference models for smoke runs, tests and benchmarks (``relu_surgery.train.tiny:tiny_cnn``).
+
+Example:
+    >>> import torch
+    >>> model = tiny_cnn(num_classes=10, in_chans=1)
+    >>> model(torch.zeros(2, 1, 28, 28)).shape
+    torch.Size([2, 10])
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+
+__all__ = ["tiny_cnn", "tiny_mlp"]
+
+
+def tiny_cnn(num_classes: int = 10, in_chans: int = 3, width: int = 16, norm: bool = True,
+             dropout: float = 0.0) -> nn.Sequential:
+    """Two conv-[BN]-ReLU-pool stages, global pooling and a linear head (any input size >= 4).
+
+    ``norm=False`` drops BatchNorm (a model whose DDP run matches a single-process run exactly).
+    """
+
+    def unit(cin: int, cout: int) -> list[nn.Module]:
+        layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=not norm)]
+        layers += [nn.BatchNorm2d(cout)] if norm else []
+        return layers + [nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+
+    head: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    head += [nn.Dropout(dropout)] if dropout else []
+    return nn.Sequential(*unit(in_chans, width), *unit(width, 2 * width), *head, nn.Linear(2 * width, num_classes))
+
+
+def tiny_mlp(num_classes: int = 10, in_chans: int = 1, image_size: int = 28, hidden: int = 128,
+             depth: int = 2, norm: bool = True, dropout: float = 0.0) -> nn.Sequential:
+    """``depth`` Linear-[BN]-ReLU-[Dropout] units on the flattened image, then a linear classifier."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = in_chans * image_size * image_size
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden)] + ([nn.BatchNorm1d(hidden)] if norm else []) + [nn.ReLU(inplace=True)]
+        layers += [nn.Dropout(dropout)] if dropout else []
+        width = hidden
+    return nn.Sequential(*layers, nn.Linear(width, num_classes))
