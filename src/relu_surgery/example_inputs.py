@@ -3,7 +3,7 @@
 Example:
     >>> import torch.nn as nn
     >>> tuple(example_input_for(nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))).shape)
-    (2, 784)
+    (1, 784)
 """
 
 from __future__ import annotations

@@ -62,13 +62,19 @@ def record_recipe(model: nn.Module, new_model: nn.Module, steps: Sequence[Step])
 
 
 def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spec: BlockSpec | None = None,
-                dry_run: bool = False) -> tuple[nn.Module | None, Report]:
+                dry_run: bool = False, prelude: Callable[[Analysis], Sequence[Step]] | None = None,
+                ) -> tuple[nn.Module | None, Report]:
     """Apply ``steps`` in order to a copy of ``model``; return ``(new_model, report)``.
 
-    With ``dry_run`` only the first step is planned, nothing is applied and ``new_model`` is None.
+    ``prelude(analysis)`` may return steps to run first (EraseReLU converts pre-activation nets to
+    after-activation). With ``dry_run`` every step is planned (a step followed by another is applied
+    to the private copy so the next can be planned), the report shows the plans and ``new_model``
+    is None.
     """
     analysis = analyze(model, example_input, spec)
     gm = analysis.graph_module
+    if prelude is not None:
+        steps = [*prelude(analysis), *steps]
     targets = tuple(dict.fromkeys(k for s in steps for k in s.targets))
     code_before, sites_before, records_before = graph_code(gm), count_sites(gm), graph_records(gm)
     before = measure(gm, analysis.example_input) if not dry_run else None
@@ -80,8 +86,10 @@ def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spe
             analysis.blocks = discover_blocks(analysis.traced, spec)
         plan = step.plan(analysis)
         if dry_run:
-            reports.append(StepReport(step.name, step.settings, plan.selected, plan.selection_reason,
-                                      plan.changes, warnings=plan.warnings))
+            reports.append(_planned(step, plan))
+            if i + 1 < len(steps):
+                step.apply(gm, plan)  # the private copy only: the next step plans on its result
+                continue
             return None, _dry_report(analysis, blocks, reports, targets, sites_before, code_before)
         reports.append(step.apply(gm, plan))
     gm.graph.lint()
@@ -112,17 +120,27 @@ def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spe
     return gm, report
 
 
+def _planned(step: Step, plan: Plan) -> StepReport:
+    """The report of a step that was only planned (norm lists where the plan has them)."""
+    return StepReport(step.name, step.settings, plan.selected, plan.selection_reason, plan.changes,
+                      warnings=plan.warnings, norms_added=getattr(plan, "norms_added", ()),
+                      norms_moved=getattr(plan, "norms_moved", ()), norms_removed=getattr(plan, "norms_removed", ()))
+
+
 def _dry_report(analysis: Analysis, blocks, reports, targets, sites_before, code_before) -> Report:
     predicted = dict(sites_before)
-    for change in reports[0].changes:
-        predicted[change.kind] = predicted.get(change.kind, 0) - 1
+    for change in (c for r in reports for c in r.changes):
+        if change.kind in predicted:
+            predicted[change.kind] -= 1
+        if change.new_kind:
+            predicted[change.new_kind] = predicted.get(change.new_kind, 0) + 1
     params = count_params(analysis.source)
     return Report(
         model=analysis.label, blocks=blocks, steps=reports, params_before=params, params_after=params,
         macs_before=None, macs_after=None, sites_before=sites_before, sites_after=predicted,
         targets=targets, state_dict={"added": [], "removed": [], "reshaped": [], "unchanged": True},
         forward_check={"input_shape": tuple(analysis.example_input.shape), "skipped": "dry run"},
-        leaves=dict(analysis.traced.leaves), warnings=list(reports[0].warnings),
+        leaves=dict(analysis.traced.leaves), warnings=[w for r in reports for w in r.warnings],
         code_before=code_before, code_after=code_before, dry_run=True,
     )
 

@@ -28,6 +28,7 @@ from ..plan import Block, Plan, Site, SiteChange
 from ..report import Report, StepReport
 from ..selection import select_blocks
 from .base import Step, remove_node, run_rewrite
+from .convert import preactivation_prelude
 
 __all__ = ["erase", "erase_step", "sites_at", "parse_location"]
 
@@ -80,9 +81,7 @@ def _plan(analysis: Analysis, proportion, location, blocks, stage, random, seed,
             continue
         sites = sites_at(block, location, kinds)
         if not sites:
-            what = "last activation" if location == "last" else f"site at location {location}"
-            warnings.append(f"block {block.index} ({block.name}, {block.type}) has no {what} "
-                            f"of kind {'/'.join(sorted(kinds))}: nothing erased there")
+            warnings.append(_nothing_to_erase(block, location, kinds))
         for site in sites:
             before = site.spelling
             after = f"{site.composite} without activation" if site.composite else "Identity (erased)"
@@ -91,6 +90,24 @@ def _plan(analysis: Analysis, proportion, location, blocks, stage, random, seed,
                 "random": random, "seed": seed, "activations": sorted(kinds)}
     return Plan("erase", settings, tuple(analysis.blocks), selection.indices, selection.reason,
                 tuple(changes), tuple(warnings))
+
+
+_FORM_REASONS = {
+    "pre-activation": "is pre-activation (norm/activation before its first weight layer), so its output "
+                      "is not an activation; convert it to after-activation to erase there",
+    "linear-output": "ends linear (its output comes from a weight or norm layer, not an activation)",
+    "no-activation": "has no activation",
+    "opaque": "is a leaf the tracer does not enter (untraceable or on timm's notrace list), so its activations "
+              "are not visible",
+}
+
+
+def _nothing_to_erase(block: Block, location, kinds) -> str:
+    head = f"block {block.index} ({block.name}, {block.type})"
+    if location == "last" and block.form in _FORM_REASONS:
+        return f"{head} has no last activation: it {_FORM_REASONS[block.form]}; nothing erased there"
+    what = "last activation" if location == "last" else f"site at location {location}"
+    return f"{head} has no {what} of kind {'/'.join(sorted(kinds))}: nothing erased there"
 
 
 def _apply(gm: fx.GraphModule, plan: Plan) -> StepReport:
@@ -146,6 +163,11 @@ def erase(model: nn.Module, proportion: float = 1.0, location="last", blocks=Non
     are the kinds that may be erased. ``block_types`` / ``block_names`` / ``predicate`` replace block
     discovery. With ``dry_run`` nothing is applied and ``new_model`` is None.
 
+    A pre-activation network (timm ``resnetv2_*``, pre-activation ResNets, Wide ResNets) has no
+    activation after its additions: it is first converted to after-activation (seed 000 Sec. 3.1,
+    :func:`relu_surgery.rewrites.convert.to_after_activation`) and the report's ``steps`` lists
+    ``convert`` then ``erase``.
+
     Example:
         >>> import torch, torchvision
         >>> new, report = erase(torchvision.models.resnet18(), proportion=1.0)
@@ -156,4 +178,4 @@ def erase(model: nn.Module, proportion: float = 1.0, location="last", blocks=Non
     spec = BlockSpec(tuple(block_types), tuple(block_names), predicate)
     if spec:
         step.settings["discovery"] = spec.to_recipe()
-    return run_rewrite(model, [step], example_input, spec, dry_run)
+    return run_rewrite(model, [step], example_input, spec, dry_run, prelude=preactivation_prelude(spec))

@@ -1,8 +1,8 @@
 """Rewrite steps by name, so a recipe can be replayed.
 
 Example:
-    >>> sorted(STEP_BUILDERS)[:1]
-    ['erase']
+    >>> {"erase", "crelu", "normprop", "swap"} <= set(STEP_BUILDERS)
+    True
 """
 
 from __future__ import annotations
@@ -12,11 +12,16 @@ import torch.nn as nn
 from ..blocks import BlockSpec
 from ..errors import SurgeryError
 from .base import run_rewrite
+from .convert import convert_step
+from .crelu import crelu_step
 from .erase import erase_step
+from .normprop import normprop_step
+from .swap import swap_step
 
 __all__ = ["STEP_BUILDERS", "register_step", "replay"]
 
-STEP_BUILDERS = {"erase": erase_step}
+STEP_BUILDERS = {"erase": erase_step, "convert": convert_step, "crelu": crelu_step, "normprop": normprop_step,
+                 "swap": swap_step}
 
 
 def register_step(name: str, builder) -> None:
