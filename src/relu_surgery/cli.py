@@ -77,8 +77,20 @@ def selection_options(f):
     return f
 
 
+def _remember_graph(ctx, _param, value):
+    """Keep --graph in the context so every rewrite command's ``emit`` finds it without a new parameter."""
+    if value:
+        if not str(value).lower().endswith((".svg", ".png", ".html")):
+            raise click.BadParameter(f"must end in .svg, .png or .html, got {value!r}", param_hint="--graph")
+        ctx.meta["relu_surgery.graph"] = value
+    return value
+
+
 def output_options(f):
-    """--dry-run, --json, --markdown, --code-diff, --out, --force."""
+    """--dry-run, --json, --markdown, --code-diff, --out, --force, --graph."""
+    f = click.option("--graph", type=click.Path(dir_okay=False), default=None, expose_value=False,
+                     callback=_remember_graph,
+                     help="Draw the changed blocks before/after (changed nodes highlighted) to FILE (.svg, .png or .html).")(f)
     f = click.option("--force", is_flag=True, help="Replace an existing non-empty --out directory.")(f)
     f = click.option("--out", type=click.Path(file_okay=False), default=None,
                      help="Write weights (safetensors), recipe and report to this directory (atomically).")(f)
@@ -114,13 +126,21 @@ def example_input(input_size):
     return torch.randn((1, *dims), generator=torch.Generator().manual_seed(0))
 
 
-def emit(report, new_model, dry_run, as_json, markdown, code_diff, out, force) -> None:
-    """Save (when asked) then print the report in the requested form."""
+def emit(report, new_model, dry_run, as_json, markdown, code_diff, out, force, graph=None) -> None:
+    """Save (when asked), draw (``--graph``), then print the report in the requested form."""
     from .render import render_report  # noqa: PLC0415
     from .saving import save  # noqa: PLC0415
 
+    if graph is None:
+        ctx = click.get_current_context(silent=True)
+        graph = ctx.meta.get("relu_surgery.graph") if ctx is not None else None
     if out and not dry_run:
         save(new_model, out, report, force=force)
+    if graph:
+        from .drawing import draw_report  # noqa: PLC0415
+
+        draw_report(report, graph)
+        click.echo(f"graph drawn to {graph}", err=True)
     if as_json:
         click.echo(report.dumps())
     elif markdown:
@@ -149,7 +169,14 @@ class LazyGroup(click.Group):
 
 
 # Subcommands living in other modules: name -> "module:attribute" (each module keeps heavy imports inside).
-LAZY_COMMANDS: dict[str, str] = {}
+LAZY_COMMANDS: dict[str, str] = {
+    "crelu": "relu_surgery.cli_swaps:crelu",
+    "normprop": "relu_surgery.cli_swaps:normprop",
+    "swap": "relu_surgery.cli_swaps:swap",
+    "convert": "relu_surgery.cli_convert:convert",
+    "probe": "relu_surgery.cli_probe:probe",
+    "train": "relu_surgery.train.command:train_command",
+}
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -85,6 +85,7 @@ def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spe
         if i:
             analysis.blocks = discover_blocks(analysis.traced, spec)
         plan = step.plan(analysis)
+        blocks = tuple(analysis.blocks)  # the report shows the blocks the last step planned on
         if dry_run:
             reports.append(_planned(step, plan))
             if i + 1 < len(steps):
