@@ -187,3 +187,10 @@ def test_rewrite_of_a_rewritten_model_keeps_blocks():
     second, report = rs.erase(first, proportion=1.0, location="first")
     assert len(report.blocks) == 8 and [c.site for c in report.changes][0] == "layer1.0.relu"
     assert [r["rewrite"] for r in second.rs_recipe["rewrites"]] == ["erase", "erase"]
+
+
+def test_named_blocks_on_a_rewritten_model():
+    first, _ = rs.erase(rs.create_model("cifar_resnet20"), proportion=0.5)
+    _, report = rs.erase(first, block_names=("layer1.*",), location="first", dry_run=True)
+    assert [b.name for b in report.blocks] == ["layer1.0", "layer1.1", "layer1.2"]
+    assert [c.site for c in report.changes] == ["layer1.0.relu1", "layer1.1.relu1", "layer1.2.relu1"]

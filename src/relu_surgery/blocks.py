@@ -64,7 +64,8 @@ def register_block_type(pattern: str) -> None:
 class BlockSpec:
     """A user's override of discovery: class types or name globs, module-name globs, a predicate.
 
-    ``predicate(name, module) -> bool`` decides per qualified module name.
+    ``predicate(name, module) -> bool`` decides per qualified module name (``module`` is None for a
+    container a rewritten GraphModule no longer holds).
     """
 
     types: tuple = ()
@@ -84,7 +85,7 @@ class BlockSpec:
 
     def matches(self, name: str, module: nn.Module, class_name: str) -> bool:
         for t in self.types:
-            if isinstance(t, type) and (isinstance(module, t) or t.__name__ == class_name):
+            if isinstance(t, type) and ((module is not None and isinstance(module, t)) or t.__name__ == class_name):
                 return True
             if isinstance(t, str) and fnmatch.fnmatchcase(class_name, t):
                 return True
@@ -124,8 +125,12 @@ class _Graph:
         self.source = traced.source
         self.opaque = set(traced.leaves)
 
-    def module(self, path: str) -> nn.Module:
-        return self.source.get_submodule(path)
+    def module(self, path: str) -> nn.Module | None:
+        """The module at ``path``; None when a rewritten GraphModule no longer holds it."""
+        try:
+            return self.source.get_submodule(path)
+        except AttributeError:
+            return None
 
     def class_name(self, path: str) -> str:
         return self.types[path].rsplit(".", 1)[-1]
