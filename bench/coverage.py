@@ -40,14 +40,17 @@ def _alarm(signum, frame):
 
 
 def _build(source: str, name: str):
-    import timm
+    """The model on the meta device; on the CPU when its builder computes with tensors (torchvision RegNet)."""
     import torch
-    import torchvision
 
-    with torch.device("meta"):
-        if source == "timm":
-            return timm.create_model(name, pretrained=False)
-        return torchvision.models.get_model(name, weights=None)
+    from relu_surgery.models import create_model
+
+    prefix = "timm:" if source == "timm" else "tv:"
+    try:
+        with torch.device("meta"):
+            return create_model(prefix + name), "meta"
+    except NotImplementedError:  # "Cannot copy out of meta tensor": build for real
+        return create_model(prefix + name), "cpu"
 
 
 def sweep_one(task: tuple[str, str]) -> dict:
@@ -68,7 +71,7 @@ def sweep_one(task: tuple[str, str]) -> dict:
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(TIMEOUT_S)
     try:
-        model = _build(source, name)
+        model, row["device"] = _build(source, name)
         row["build_s"] = round(time.perf_counter() - start, 3)
         analysis = analyze(model, example_input=torch.zeros(1, device="meta"), require_blocks=False)
         plan = erase_step(proportion=1.0).plan(analysis) if analysis.blocks else None
@@ -84,7 +87,8 @@ def sweep_one(task: tuple[str, str]) -> dict:
             planned_changes=len(plan.changes) if plan else 0,
         )
         if not blocks:
-            row["reason"] = "no blocks found"
+            leaves = ", ".join(sorted(analysis.traced.leaves))
+            row["reason"] = f"no blocks found outside the untraceable leaves {leaves}" if leaves else "no blocks found"
     except _Timeout:
         row.update(outcome="failed", reason=f"timed out after {TIMEOUT_S} s")
     except SurgeryError as exc:

@@ -123,3 +123,17 @@ def test_models_lists_sources(capsys):
     assert code == 0
     names = [m["name"] for m in json.loads(out)]
     assert "cifar_resnet110" in names and all(m["source"] == "zoo" for m in json.loads(out))
+
+
+def test_torchvision_detection_builders_do_not_download(capsys):
+    # fcn_resnet50 would fetch a pretrained backbone by default; without --pretrained nothing is fetched
+    code, out, err = run(capsys, "inspect", "tv:fcn_resnet50", "--json")
+    assert code == 0, err
+    assert len(json.loads(out)["blocks"]) == 16
+
+
+def test_untraceable_root_is_one_line(capsys):
+    code, out, err = run(capsys, "inspect", "tv:ssdlite320_mobilenet_v3_large")
+    assert code == 2 and out == ""
+    assert err.startswith("error: cannot trace SSD: TraceError: Proxy object cannot be iterated.")
+    assert err.count("\n") == 1

@@ -76,8 +76,9 @@ def analyze(model: nn.Module, example_input=None, spec: BlockSpec | None = None,
     traced = trace(source)
     blocks = discover_blocks(traced, spec)
     if require_blocks and not blocks:
+        inside = f" outside its untraceable leaves ({', '.join(traced.leaves)})" if traced.leaves else ""
         raise NoBlocksError(
-            f"no blocks found in {type(model).__name__}: name them with block_types=/--block-type "
+            f"no blocks found in {type(model).__name__}{inside}: name them with block_types=/--block-type "
             "(a class name) or block_names=/--block-name (a module-name glob)"
         )
     if example_input is None:

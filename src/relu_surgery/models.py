@@ -108,6 +108,23 @@ def _import_callable(spec: str):
     return obj
 
 
+def _torchvision_weights(name: str, pretrained: bool) -> dict:
+    """weights= (and weights_backbone= for detection/segmentation builders) for torchvision.
+
+    Without ``pretrained`` nothing is downloaded: those builders otherwise fetch a pretrained
+    backbone by default.
+    """
+    import inspect  # noqa: PLC0415
+
+    import torchvision  # noqa: PLC0415
+
+    out = {"weights": "DEFAULT" if pretrained else None}
+    params = inspect.signature(torchvision.models.get_model_builder(name)).parameters
+    if "weights_backbone" in params and not pretrained:
+        out["weights_backbone"] = None
+    return out
+
+
 def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
     """Build model ``name`` from the zoo, timm, torchvision, user code or a saved directory.
 
@@ -136,8 +153,7 @@ def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
         elif source == "torchvision":
             import torchvision  # noqa: PLC0415
 
-            weights = "DEFAULT" if pretrained else None
-            model = torchvision.models.get_model(target, weights=weights, **kwargs)
+            model = torchvision.models.get_model(target, **_torchvision_weights(target, pretrained), **kwargs)
         else:
             model = _import_callable(target)(**kwargs)
     except (TypeError, ValueError) as exc:
