@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +18,8 @@ from relu_surgery.diagnostics.gradients import (
     activation_levels, autocorrelation, correlation_length, gradient_covariance, neighbour_correlation,
 )
 
-DATA = Path("/work/shared/data")
+from .shared_data import DATA, needs_data
+
 
 
 class FixedRes(nn.Module):
@@ -222,7 +222,7 @@ def test_probe_cli_tables_and_errors(capsys):
     assert "needs a data directory" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not (DATA / "mnist").is_dir(), reason="no offline MNIST copy")
+@needs_data
 def test_probe_inputs_from_real_data():
     x = probe_inputs("mnist", DATA / "mnist", count=4)
     assert x.shape == (4, 1, 28, 28)

@@ -33,16 +33,9 @@ from relu_surgery.train.runner import KILL_ENV
 from relu_surgery.train.schedule import LRSchedule
 from relu_surgery.train.tiny import tiny_cnn, tiny_mlp
 
-
-def _data_root() -> Path | None:
-    here = Path(__file__).resolve()
-    env = os.environ.get("RELU_SURGERY_DATA")
-    candidates = ([Path(env)] if env else []) + [here.parents[2] / "shared" / "data", here.parents[1] / "shared" / "data"]
-    return next((c for c in candidates if (c / "fashion-mnist").is_dir()), None)
+from .shared_data import DATA, needs_data
 
 
-DATA = _data_root()
-needs_data = pytest.mark.skipif(DATA is None, reason="shared/data (real datasets) not found")
 FASHION_TEST_LABELS = [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]  # the first ten Fashion-MNIST test labels
 CPU = DistEnv(0, 1, 0, torch.device("cpu"))
 

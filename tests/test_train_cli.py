@@ -25,20 +25,11 @@ from relu_surgery.train.command import train_command
 from relu_surgery.train.metrics import numeric_view, read_metrics
 from relu_surgery.train.runner import KILL_ENV
 
+from .shared_data import DATA, needs_data
 
-def _data_root() -> Path | None:
-    here = Path(__file__).resolve()
-    env = os.environ.get("RELU_SURGERY_DATA")
-    candidates = ([Path(env)] if env else []) + [here.parents[2] / "shared" / "data", here.parents[1] / "shared" / "data"]
-    return next((c for c in candidates if (c / "fashion-mnist").is_dir()), None)
-
-
-DATA = _data_root()
-pytestmark = pytest.mark.skipif(DATA is None, reason="shared/data (real datasets) not found")
+pytestmark = needs_data
 SRC = Path(__file__).resolve().parents[1] / "src"
 TINY = "relu_surgery.train.tiny:tiny_cnn"
-has_core = pytest.mark.skipif(not all(hasattr(relu_surgery, n) for n in ("erase", "create_model", "save")),
-                              reason="relu_surgery.erase/create_model/save not available yet")
 
 
 @pytest.fixture(autouse=True)
@@ -169,7 +160,6 @@ def _cifar_args(root: Path, out: Path, *extra: str) -> list[str]:
             "--batch-size", "10", "--lr", "0.02", "--device", "cpu", "--no-progress", *extra]
 
 
-@has_core
 def test_erase_on_a_zoo_model_and_saved_rewrite_dir(tmp_path):
     root = _write_cifar10(tmp_path / "data")
     result = _invoke(["cifar_resnet20", "--erase", "0.5", *_cifar_args(root, tmp_path / "er50")])
@@ -184,7 +174,6 @@ def test_erase_on_a_zoo_model_and_saved_rewrite_dir(tmp_path):
     assert "done: test top-1 error" in result.stdout
 
 
-@has_core
 def test_compare_and_sweep_from_the_cli(tmp_path):
     tiny = [TINY, "-a", "width=4", "--epochs", "1"]
     result = _invoke([*tiny, "--erase", "1.0", "--compare", "--seeds", "2", *_fashion_args(tmp_path / "cmp")])

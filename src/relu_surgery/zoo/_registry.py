@@ -42,10 +42,14 @@ _ZOO: dict[str, ZooEntry] = {}
 def register_zoo_model(family: str, input_size: tuple[int, ...] = (3, 32, 32), paper: str = ""):
     """Decorator registering a builder ``fn(num_classes=10, in_chans=3, **kwargs) -> nn.Module``.
 
-    Example:
-        >>> @register_zoo_model("demo", input_size=(3, 32, 32))
-        ... def tiny_demo(num_classes=10, in_chans=3):
-        ...     return nn.Sequential(nn.Flatten(), nn.Linear(in_chans * 32 * 32, num_classes))
+    Example (in a zoo family file)::
+
+        @register_zoo_model("demo", input_size=(3, 32, 32))
+        def tiny_demo(num_classes=10, in_chans=3):
+            return nn.Sequential(nn.Flatten(), nn.Linear(in_chans * 32 * 32, num_classes))
+
+    >>> get_zoo_entry("cifar_resnet20").input_size
+    (3, 32, 32)
     """
 
     def decorate(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
