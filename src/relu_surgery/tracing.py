@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch.fx as fx
 import torch.nn as nn
 
-from .activations import composite_activation, is_norm_act_layer, module_activation_kind
+from .activations import is_norm_act_layer, module_activation_kind
 from .errors import TraceError
 
 __all__ = ["TracedModel", "ScopeTracer", "trace", "is_scoped", "annotate_shapes", "adopt_scope", "graph_records", "graph_code", "unified_code_diff"]
