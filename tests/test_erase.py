@@ -194,3 +194,23 @@ def test_named_blocks_on_a_rewritten_model():
     _, report = rs.erase(first, block_names=("layer1.*",), location="first", dry_run=True)
     assert [b.name for b in report.blocks] == ["layer1.0", "layer1.1", "layer1.2"]
     assert [c.site for c in report.changes] == ["layer1.0.relu1", "layer1.1.relu1", "layer1.2.relu1"]
+
+
+class _CappedBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        nn.init.normal_(self.conv.weight, std=1.0)  # gain ~ 8.5 per block without normalisation
+        self.bn = nn.BatchNorm2d(8)
+        self.act = nn.ReLU6()
+
+    def forward(self, x):
+        return self.act(x + self.bn(self.conv(x)))
+
+
+def test_eval_overflow_with_untrained_statistics_is_a_warning_not_an_error():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), *[_CappedBlock() for _ in range(48)])
+    new, report = rs.erase(net, activations="relu6", example_input=torch.randn(1, 3, 8, 8))
+    assert len(report.changes) == 48
+    assert report.forward_check["mode"] == "train" and report.forward_check["finite"]
+    assert "eval-mode output overflows" in report.warnings[-1]
