@@ -357,3 +357,17 @@ def test_docstring_examples_run(module):
     mod = importlib.import_module(f"relu_surgery.zoo.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_every_zoo_model_plans_erase_and_inspects():
+    """Each zoo model gets an EraseReLU plan with changes (pre-activation ones after conversion)."""
+    import relu_surgery as rs
+
+    for name in list_zoo_models():
+        with torch.device("meta"):
+            model = rs.create_model(name)
+        _, report = rs.erase(model, proportion=1.0, dry_run=True)
+        steps = [s.rewrite for s in report.steps]
+        expected = ["convert", "erase"] if name.startswith(("preact_", "wrn_")) else ["erase"]
+        assert steps == expected, name
+        assert len(report.changes) > 0 and report.steps[-1].changes, name
