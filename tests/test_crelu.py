@@ -8,13 +8,14 @@ import pytest
 import timm
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torchvision
 
 import relu_surgery as rs
 from relu_surgery.cli import main
 from relu_surgery.errors import SelectionError
 from relu_surgery.layers import CReLU
+
+from .roundtrip import check_reload_and_compile, sgd_step
 
 from .test_blocks import SpellingNet
 
@@ -168,19 +169,10 @@ def test_crelu_model_trains_saves_reloads_and_compiles(tmp_path):
     assert recipe["rewrites"] == [{"rewrite": "crelu", "proportion": 0.5, "location": "inner", "blocks": None,
                                    "stage": None, "random": False, "seed": 0, "activations": ["relu"],
                                    "init": "random"}]
-    loaded = rs.load(out)
     x = torch.randn(4, 3, 32, 32)
-    new.eval(), loaded.eval()
-    with torch.no_grad():
-        expected = new(x)
-        torch.testing.assert_close(loaded(x), expected, atol=0, rtol=0)
-        torch.testing.assert_close(torch.compile(new, backend="eager", fullgraph=True)(x), expected)
-    new.train()
-    opt = torch.optim.SGD(new.parameters(), lr=0.1)
+    check_reload_and_compile(new, out, x)
     w0 = new.get_submodule("layer1.0.conv2").weight.detach().clone()
-    loss = F.cross_entropy(new(x), torch.tensor([0, 1, 2, 3]))
-    loss.backward()
-    opt.step()
+    loss = sgd_step(new, x, torch.tensor([0, 1, 2, 3]))
     assert torch.isfinite(loss) and not torch.equal(w0, new.get_submodule("layer1.0.conv2").weight)
 
 

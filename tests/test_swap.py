@@ -14,6 +14,8 @@ import relu_surgery as rs
 from relu_surgery.cli import main
 from relu_surgery.errors import SelectionError
 
+from .roundtrip import check_reload_and_compile, sgd_step
+
 from .test_blocks import SpellingNet
 
 
@@ -105,18 +107,9 @@ def test_swapped_model_trains_saves_reloads_and_compiles(tmp_path):
     assert recipe["rewrites"][0] == {"rewrite": "swap", "to": "prelu", "proportion": 1.0, "location": "last",
                                      "blocks": None, "stage": None, "random": False, "seed": 0,
                                      "activations": ["relu"], "outside_blocks": False}
-    loaded = rs.load(out)
     x = torch.randn(4, 3, 32, 32)
-    new.eval(), loaded.eval()
-    with torch.no_grad():
-        expected = new(x)
-        torch.testing.assert_close(loaded(x), expected, atol=0, rtol=0)
-        torch.testing.assert_close(torch.compile(new, backend="eager", fullgraph=True)(x), expected)
-    new.train()
-    opt = torch.optim.SGD(new.parameters(), lr=0.1)
-    loss = F.cross_entropy(new(x), torch.tensor([0, 1, 2, 3]))
-    loss.backward()
-    opt.step()
+    check_reload_and_compile(new, out, x)
+    loss = sgd_step(new, x, torch.tensor([0, 1, 2, 3]))
     assert torch.isfinite(loss) and not torch.equal(new.get_submodule("layer1.0.relu2").weight, torch.full((16,), 0.25))
 
 
