@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
-__all__ = ["DATA", "needs_data", "data_root"]
+__all__ = ["DATA", "needs_data", "data_root", "one_thread"]
 
 
 def data_root() -> Path | None:
@@ -21,3 +22,12 @@ def data_root() -> Path | None:
 
 DATA = data_root()
 needs_data = pytest.mark.skipif(DATA is None, reason="shared/data (real datasets) not found")
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: fast and steady on small CI machines shared with other jobs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -33,20 +33,14 @@ from relu_surgery.train.runner import KILL_ENV
 from relu_surgery.train.schedule import LRSchedule
 from relu_surgery.train.tiny import tiny_cnn, tiny_mlp
 
-from .shared_data import DATA, needs_data
+from .shared_data import DATA, needs_data, one_thread  # noqa: F401 (fixture)
 
 
 FASHION_TEST_LABELS = [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]  # the first ten Fashion-MNIST test labels
+pytestmark = pytest.mark.usefixtures("one_thread")  # one intra-op thread: steady on shared CPUs
 CPU = DistEnv(0, 1, 0, torch.device("cpu"))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: fast and steady on small CI machines shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _config(**overrides) -> TrainConfig:

@@ -25,19 +25,13 @@ from relu_surgery.train.command import train_command
 from relu_surgery.train.metrics import numeric_view, read_metrics
 from relu_surgery.train.runner import KILL_ENV
 
-from .shared_data import DATA, needs_data
+from .shared_data import DATA, needs_data, one_thread  # noqa: F401 (fixture)
 
-pytestmark = needs_data
+pytestmark = [needs_data, pytest.mark.usefixtures("one_thread")]
 SRC = Path(__file__).resolve().parents[1] / "src"
 TINY = "relu_surgery.train.tiny:tiny_cnn"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _fashion_args(out: Path, *extra: str) -> list[str]:
