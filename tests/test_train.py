@@ -41,8 +41,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # one intra-op thread: stead
 CPU = DistEnv(0, 1, 0, torch.device("cpu"))
 
 
-
-
 def _config(**overrides) -> TrainConfig:
     base = dict(dataset="fashion-mnist", data_dir=str(DATA / "fashion-mnist") if DATA else None, epochs=2,
                 batch_size=32, lr=0.05, limit_train=256, limit_test=128, progress=False, device="cpu")
