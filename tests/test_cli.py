@@ -26,6 +26,17 @@ def test_erase_prints_report(capsys):
     assert "checked: input (1, 3, 224, 224)" in out
 
 
+def test_no_check_skips_the_forward_passes(capsys):
+    code, out, err = run(capsys, "erase", "tv:resnet18", "--proportion", "0.5", "--no-check")
+    assert code == 0, err
+    assert "17 -> 13" in out and "not run (check=False)" in out and "checked: input" not in out
+    code, out, _ = run(capsys, "swap", "tv:resnet18", "--to", "prelu", "--no-check", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["forward_check"] == {"input_shape": [1, 3, 224, 224], "skipped": "check=False"}
+    assert data["macs_before"] is None and len(data["changes"]) == 16  # both sites of 8 blocks
+
+
 def test_erase_json_and_dry_run(capsys):
     code, out, _ = run(capsys, "erase", "tv:resnet18", "--json", "--dry-run", "--location", "first")
     assert code == 0

@@ -214,3 +214,19 @@ def test_eval_overflow_with_untrained_statistics_is_a_warning_not_an_error():
     assert len(report.changes) == 48
     assert report.forward_check["mode"] == "train" and report.forward_check["finite"]
     assert "eval-mode output overflows" in report.warnings[-1]
+
+
+def test_check_false_skips_the_forward_passes_but_not_the_rewrite():
+    model = torchvision.models.resnet18()
+    checked, full = rs.erase(model, proportion=0.5)
+    quick, report = rs.erase(model, proportion=0.5, check=False)
+    assert quick.code == checked.code
+    assert [c.site for c in report.changes] == [c.site for c in full.changes]
+    assert report.macs_before is None and report.macs_after is None
+    assert report.forward_check == {"input_shape": (1, 3, 224, 224), "skipped": "check=False"}
+    lines = dict(report.summary_lines())
+    assert lines["MACs"] == "not measured (check=False)"
+    assert lines["Forward pass"] == "not run (check=False)"
+    assert json.loads(report.dumps())["forward_check"]["skipped"] == "check=False"
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(quick.eval()(x), checked.eval()(x))

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 import torch.fx as fx
@@ -36,6 +37,7 @@ __all__ = [
     "is_norm_act_layer",
     "normalize_kinds",
     "make_activation",
+    "submodule",
 ]
 
 # Module classes -> kind. Subclasses come first (ReLU6 is a Hardtanh).
@@ -133,14 +135,44 @@ def module_activation_kind(module: nn.Module) -> str | None:
         >>> module_activation_kind(nn.ReLU6()), module_activation_kind(nn.Conv2d(1, 1, 1))
         ('relu6', None)
     """
-    for cls, kind in _MODULE_KINDS:
-        if isinstance(module, cls):
+    kind = _class_kind(type(module))
+    if kind is not _BY_NAME:
+        return kind
+    name = type(module).__name__.lower()
+    if len(module._modules) == 0 and len(module._parameters) == 0:
+        return _CLASS_NAME_KINDS.get(name)
+    return "prelu" if name == "prelu" else None
+
+
+_BY_NAME = object()  # the class name suggests an activation: the instance must be looked at
+
+
+@cache
+def _class_kind(cls: type) -> str | None | object:
+    """The kind every instance of ``cls`` has, None for none, or ``_BY_NAME`` (decided per instance)."""
+    for base, kind in _MODULE_KINDS:
+        if issubclass(cls, base):
             return kind
-    if len(list(module.children())) == 0 and not any(True for _ in module.parameters(recurse=False)):
-        return _CLASS_NAME_KINDS.get(type(module).__name__.lower())
-    if type(module).__name__.lower() == "prelu":
-        return "prelu"
-    return None
+    name = cls.__name__.lower()
+    return _BY_NAME if name in _CLASS_NAME_KINDS or name == "prelu" else None
+
+
+def submodule(root: nn.Module, target: str) -> nn.Module:
+    """``root.get_submodule(target)`` without its per-level checks (hot in graph walks).
+
+    Example:
+        >>> submodule(nn.Sequential(nn.Sequential(nn.ReLU())), "0.0")
+        ReLU()
+    """
+    module = root
+    try:
+        for part in target.split("."):
+            module = module._modules[part]
+    except (KeyError, AttributeError):
+        return root.get_submodule(target)  # raises its own clear error when there is none
+    if module is None:
+        return root.get_submodule(target)
+    return module
 
 
 def is_norm_act_layer(module: nn.Module) -> bool:
@@ -192,7 +224,7 @@ def activation_of(node: fx.Node, root: nn.Module) -> ActivationRef | None:
         ActivationRef(kind='relu', spelling='nn.ReLU', composite=None, inplace=False)
     """
     if node.op == "call_module":
-        module = root.get_submodule(str(node.target))
+        module = submodule(root, str(node.target))
         kind = module_activation_kind(module)
         if kind is not None:
             cls = type(module)

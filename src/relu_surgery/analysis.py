@@ -11,7 +11,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 from collections import Counter
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ import torch.nn as nn
 
 from .activations import activation_of
 from .blocks import BlockSpec, discover_blocks
+from .copying import private_copy
 from .errors import NoBlocksError
 from .example_inputs import example_input_for
 from .plan import Block
@@ -71,7 +71,7 @@ def analyze(model: nn.Module, example_input=None, spec: BlockSpec | None = None,
 
     Raises :class:`NoBlocksError` with a hint when ``require_blocks`` and nothing is found.
     """
-    source = copy.deepcopy(model)
+    source = private_copy(model)
     source.train(model.training)
     traced = trace(source)
     blocks = discover_blocks(traced, spec)
@@ -105,7 +105,7 @@ def find_blocks(model: nn.Module, example_input=None, *, block_types=(), block_n
         [('a', ['torch.relu'])]
     """
     spec = BlockSpec(tuple(block_types), tuple(block_names), predicate)
-    traced = trace(copy.deepcopy(model))
+    traced = trace(private_copy(model))
     if example_input is not None:
         annotate_shapes(traced, example_input)
     return discover_blocks(traced, spec)

@@ -35,7 +35,7 @@ from typing import Callable, Iterable
 import torch.fx as fx
 import torch.nn as nn
 
-from .activations import activation_of
+from .activations import activation_of, submodule
 from .graph_ops import is_cat, is_tensor_add, op_role
 from .plan import Block, Site
 from .tracing import TracedModel
@@ -128,7 +128,7 @@ class _Graph:
     def module(self, path: str) -> nn.Module | None:
         """The module at ``path``; None when a rewritten GraphModule no longer holds it."""
         try:
-            return self.source.get_submodule(path)
+            return submodule(self.source, path)
         except AttributeError:
             return None
 
@@ -218,14 +218,24 @@ def _stage_siblings(g: _Graph, cands: dict[str, str]) -> None:
                     cands[child] = f"beside stage {stage}"
 
 
+def _ancestors(path: str) -> list[str]:
+    """The dotted prefixes of a module path: "a.b.c" -> ["a", "a.b"]."""
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
 def _innermost(cands: Iterable[str]) -> list[str]:
+    """The candidates that contain no other candidate (in the given order)."""
     cands = list(cands)
-    return [c for c in cands if not any(d != c and d.startswith(c + ".") for d in cands)]
+    enclosing = {a for c in cands for a in _ancestors(c)}
+    return [c for c in cands if c not in enclosing]
 
 
 def _outermost(cands: Iterable[str]) -> list[str]:
+    """The candidates inside no other candidate (in the given order)."""
     cands = list(cands)
-    return [c for c in cands if not any(d != c and c.startswith(d + ".") for d in cands)]
+    present = set(cands)
+    return [c for c in cands if not any(a in present for a in _ancestors(c))]
 
 
 def _has(g: _Graph, path: str, role: str) -> bool:
@@ -272,7 +282,7 @@ def _unit_regions(g: _Graph) -> list[_Region]:
         head = nodes[0]
         name = head.meta["rs_name"]
         parts = [
-            type(g.gm.get_submodule(str(n.target))).__name__ if n.op == "call_module" else n.meta["rs_name"].rsplit(".", 1)[-1]
+            type(submodule(g.gm, str(n.target))).__name__ if n.op == "call_module" else n.meta["rs_name"].rsplit(".", 1)[-1]
             for n in nodes if g.roles[n] in ("weight", "norm", "activation")
         ]
         scope = head.meta.get("rs_scope", ())

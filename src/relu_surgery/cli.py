@@ -85,8 +85,23 @@ def _remember_graph(ctx, _param, value):
     return value
 
 
+def _remember_no_check(ctx, _param, value):
+    """Keep --no-check in the context (read by :func:`forward_check`)."""
+    if value:
+        ctx.meta["relu_surgery.no_check"] = True
+    return value
+
+
+def forward_check() -> bool:
+    """False when the running command was given --no-check (skip the forward passes)."""
+    ctx = click.get_current_context(silent=True)
+    return not (ctx is not None and ctx.meta.get("relu_surgery.no_check"))
+
+
 def output_options(f):
-    """--dry-run, --json, --markdown, --code-diff, --out, --force, --graph."""
+    """--dry-run, --no-check, --json, --markdown, --code-diff, --out, --force, --graph."""
+    f = click.option("--no-check", is_flag=True, expose_value=False, callback=_remember_no_check,
+                     help="Skip the two forward passes that count MACs and check the rewritten model's output.")(f)
     f = click.option("--graph", type=click.Path(dir_okay=False), default=None, expose_value=False,
                      callback=_remember_graph,
                      help="Draw the changed blocks before/after (changed nodes highlighted) to FILE (.svg, .png or .html).")(f)
@@ -202,7 +217,7 @@ def erase(model, model_args, weights, pretrained, input_size, block_types, block
     new_model, report = erase_fn(
         net, proportion=proportion, location=location, blocks=blocks_spec, activations=activations,
         stage=stage, random=random_, seed=seed, example_input=example_input(input_size),
-        block_types=block_types, block_names=block_names, dry_run=dry_run,
+        block_types=block_types, block_names=block_names, dry_run=dry_run, check=forward_check(),
     )
     emit(report, new_model, dry_run, as_json, markdown, code_diff, out, force)
 

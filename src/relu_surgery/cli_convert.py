@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from .cli import discovery_options, emit, example_input, load_model, model_options, output_options
+from .cli import discovery_options, emit, example_input, forward_check, load_model, model_options, output_options
 
 __all__ = ["convert", "FORMS"]
 
@@ -36,5 +36,6 @@ def convert(model, to, model_args, weights, pretrained, input_size, block_types,
 
     net = load_model(model, model_args, weights, pretrained)
     new_model, report = convert_fn(net, to, example_input=example_input(input_size), block_types=block_types,
-                                   block_names=block_names, dry_run=dry_run)
+                                   block_names=block_names, dry_run=dry_run,
+                                   check=forward_check())
     emit(report, new_model, dry_run, as_json, markdown, code_diff, out, force)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import click
 
-from .cli import discovery_options, emit, example_input, load_model, model_options, output_options, selection_options
+from .cli import (discovery_options, emit, example_input, forward_check, load_model, model_options, output_options,
+                  selection_options)
 
 __all__ = ["crelu", "normprop", "swap"]
 
@@ -51,7 +52,7 @@ def crelu(model, model_args, weights, pretrained, input_size, block_types, block
     new_model, report = crelu_fn(
         net, proportion=proportion, location=location, blocks=blocks_spec, activations=activations, init=init,
         stage=stage, random=random_, seed=seed, example_input=example_input(input_size),
-        block_types=block_types, block_names=block_names, dry_run=dry_run,
+        block_types=block_types, block_names=block_names, dry_run=dry_run, check=forward_check(),
     )
     emit(report, new_model, dry_run, as_json, markdown, code_diff, out, force)
 
@@ -75,7 +76,7 @@ def normprop(model, model_args, weights, pretrained, input_size, block_types, bl
     net = load_model(model, model_args, weights, pretrained)
     new_model, report = normprop_fn(
         net, variant=variant, bias=bias, init=init, example_input=example_input(input_size),
-        block_types=block_types, block_names=block_names, dry_run=dry_run,
+        block_types=block_types, block_names=block_names, dry_run=dry_run, check=forward_check(),
     )
     emit(report, new_model, dry_run, as_json, markdown, code_diff, out, force)
 
@@ -101,5 +102,6 @@ def swap(model, model_args, weights, pretrained, input_size, block_types, block_
         net, to=to, location=location, proportion=proportion, blocks=blocks_spec, activations=activations,
         stage=stage, random=random_, seed=seed, outside_blocks=outside_blocks,
         example_input=example_input(input_size), block_types=block_types, block_names=block_names, dry_run=dry_run,
+        check=forward_check(),
     )
     emit(report, new_model, dry_run, as_json, markdown, code_diff, out, force)

@@ -90,9 +90,10 @@ def snapshot_state(model: nn.Module) -> dict:
     """A cheap record of a state dict for :func:`state_dict_diff`: tensors and their versions.
 
     No copy is made: a rewrite that changes a tensor in place bumps its version, one that
-    replaces it puts a new tensor object in the new state dict.
+    replaces it puts a new tensor object in the new state dict. Compare it with
+    ``model.state_dict(keep_vars=True)`` so unchanged tensors are the same objects.
     """
-    return {k: (v, v._version) for k, v in model.state_dict().items()}
+    return {k: (v, v._version) for k, v in model.state_dict(keep_vars=True).items()}
 
 
 def state_dict_diff(before: dict, after: dict) -> dict:
@@ -123,6 +124,7 @@ def _value_changed(old: tuple, new: torch.Tensor) -> bool:
     tensor, version = old
     if tuple(tensor.shape) != tuple(new.shape):
         return False  # reported as reshaped
-    if new is tensor or (new.data_ptr() == tensor.data_ptr() and new.device == tensor.device):
+    if new is tensor:
         return version is not None and new._version != version
-    return tensor.device.type != "meta" and not torch.equal(tensor, new)
+    # a different tensor object: compare values (reads only, so copy-on-write copies stay shared)
+    return tensor.device.type != "meta" and not torch.equal(tensor.detach(), new.detach())

@@ -21,7 +21,7 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .activations import activation_of
+from .activations import activation_of, submodule
 
 __all__ = ["op_role", "is_tensor_add", "is_cat", "WEIGHT_TYPES", "NORM_TYPES"]
 
@@ -123,7 +123,7 @@ def op_role(node: fx.Node, root: nn.Module) -> str:
     if is_tensor_add(node) or is_cat(node):
         return "merge"
     if node.op == "call_module":
-        return _module_role(root.get_submodule(str(node.target)))
+        return _module_role(submodule(root, str(node.target)))
     if node.op == "call_function":
         if node.target in _WEIGHT_FUNCTIONS:
             return "weight"

@@ -70,7 +70,8 @@ class Report:
 
     ``sites_before`` / ``sites_after`` count activation sites per kind over the whole model;
     ``targets`` are the kinds the rewrite aimed at. ``state_dict`` says which keys were added,
-    removed or reshaped. ``forward_check`` records the eval-mode forward pass run after the rewrite.
+    removed or reshaped. ``forward_check`` records the eval-mode forward pass run after the rewrite
+    (``{"skipped": ...}`` when none ran: a dry run or ``check=False``, which also leave MACs None).
     """
 
     model: str
@@ -78,8 +79,8 @@ class Report:
     steps: list[StepReport]
     params_before: int
     params_after: int
-    macs_before: int
-    macs_after: int
+    macs_before: int | None
+    macs_after: int | None
     sites_before: dict[str, int]
     sites_after: dict[str, int]
     targets: tuple[str, ...]
@@ -168,14 +169,15 @@ class Report:
         rows += [
             (f"{kinds} sites", f"{self.target_sites()} -> {self.target_sites(after=True)}"),
             ("Parameters", _before_after(self.params_before, self.params_after, "{:,}")),
-            ("MACs", "not measured (dry run)" if self.macs_before is None
+            ("MACs", f"not measured ({'dry run' if self.dry_run else 'check=False'})" if self.macs_before is None
              else _before_after(self.macs_before, self.macs_after, "{:,}")),
             ("State dict", "unchanged (strict load of the original checkpoint works)" if sd.get("unchanged")
              else f"added {len(sd['added'])}, removed {len(sd['removed'])}, reshaped {len(sd['reshaped'])}, "
                   f"values changed {len(sd.get('values_changed', []))}"),
             ("Graph nodes", f"removed {sum(len(s.nodes_removed) for s in self.steps)}, "
                             f"added {sum(len(s.nodes_added) for s in self.steps)}"),
-            ("Forward pass", "not run (dry run: plan only)" if self.dry_run else f"checked: input {fc.get('input_shape')} -> output {fc.get('output_shape')}"
+            ("Forward pass", "not run (dry run: plan only)" if self.dry_run else "not run (check=False)"
+             if fc.get("skipped") else f"checked: input {fc.get('input_shape')} -> output {fc.get('output_shape')}"
                              f" (before {fc.get('output_shape_before')}), finite: {'yes' if fc.get('finite') else 'NO'}"),
         ]
         if self.leaves:

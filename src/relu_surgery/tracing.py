@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch.fx as fx
 import torch.nn as nn
 
-from .activations import is_norm_act_layer, module_activation_kind
+from .activations import is_norm_act_layer, module_activation_kind, submodule
 from .errors import TraceError
 
 __all__ = ["TracedModel", "ScopeTracer", "trace", "is_scoped", "annotate_shapes", "adopt_scope", "graph_records", "graph_code", "unified_code_diff"]
@@ -116,7 +116,7 @@ def _opaque_library_leaves(gm: fx.GraphModule, leaf_types: tuple) -> dict[str, s
     for node in gm.graph.nodes:
         if node.op != "call_module" or not leaf_types:
             continue
-        module = gm.get_submodule(str(node.target))
+        module = submodule(gm, str(node.target))
         if isinstance(module, leaf_types) and not is_norm_act_layer(module) and any(True for _ in module.children()):
             out[str(node.target)] = f"timm notrace module {type(module).__name__} (not traced into)"
     return out

@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -25,6 +24,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from ..blocks import BlockSpec, discover_blocks
+from ..copying import private_copy
 from ..graph_ops import is_tensor_add, op_role
 from ..plan import Block
 from ..tracing import TracedModel, trace
@@ -67,7 +67,7 @@ def set_norm_mode(gm: nn.Module, norm_stats: str) -> None:
 def prepare(model: nn.Module, spec: BlockSpec | None = None, norm_stats: str = "running",
             ) -> tuple[TracedModel, list[Block]]:
     """Trace a private copy of ``model`` (norm layers set per ``norm_stats``) and find its blocks."""
-    private = copy.deepcopy(model)
+    private = private_copy(model)
     traced = trace(private)
     set_norm_mode(traced.graph_module, norm_stats)
     return traced, discover_blocks(traced, spec)

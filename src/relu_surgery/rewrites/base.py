@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from ..analysis import Analysis, analyze, count_sites
 from ..blocks import BlockSpec, discover_blocks
-from ..costs import count_params, measure, snapshot_state, state_dict_diff
+from ..costs import Measurement, count_params, measure, snapshot_state, state_dict_diff
 from ..errors import SurgeryError
 from ..plan import Plan
 from ..report import Report, StepReport
@@ -63,13 +63,14 @@ def record_recipe(model: nn.Module, new_model: nn.Module, steps: Sequence[Step])
 
 def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spec: BlockSpec | None = None,
                 dry_run: bool = False, prelude: Callable[[Analysis], Sequence[Step]] | None = None,
-                ) -> tuple[nn.Module | None, Report]:
+                check: bool = True) -> tuple[nn.Module | None, Report]:
     """Apply ``steps`` in order to a copy of ``model``; return ``(new_model, report)``.
 
     ``prelude(analysis)`` may return steps to run first (EraseReLU converts pre-activation nets to
     after-activation). With ``dry_run`` every step is planned (a step followed by another is applied
     to the private copy so the next can be planned), the report shows the plans and ``new_model``
-    is None.
+    is None. ``check=False`` skips the two eval-mode forward passes (before and after) that count
+    MACs and check the output's shape and finiteness; the report then says they were not run.
     """
     analysis = analyze(model, example_input, spec)
     gm = analysis.graph_module
@@ -77,7 +78,7 @@ def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spe
         steps = [*prelude(analysis), *steps]
     targets = tuple(dict.fromkeys(k for s in steps for k in s.targets))
     code_before, sites_before, records_before = graph_code(gm), count_sites(gm), graph_records(gm)
-    before = measure(gm, analysis.example_input) if not dry_run else None
+    before = measure(gm, analysis.example_input) if check and not dry_run else None
     state_before, params_before = snapshot_state(gm), count_params(gm)
     blocks = tuple(analysis.blocks)
     reports: list[StepReport] = []
@@ -96,28 +97,17 @@ def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spe
     gm.graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()
-    after = measure(gm, analysis.example_input)
-    if after.output_shape != before.output_shape:
-        raise SurgeryError(f"the rewritten model's output changed shape {before.output_shape} -> {after.output_shape}")
-    mode, notes = "eval", []
-    if not after.finite:
-        if not _finite_in_train_mode(gm, analysis.example_input):
-            raise SurgeryError("the rewritten model produced non-finite values in eval and train mode")
-        mode = "train"
-        notes.append("the rewritten model's eval-mode output overflows on the example input with its current "
-                     "normalisation statistics (untrained running statistics?); in train mode (batch statistics) "
-                     "it is finite")
+    after, forward_check, notes = _check_forward(gm, analysis.example_input, before)
     gm.rs_leaves = dict(analysis.traced.leaves)
     record_recipe(model, gm, steps)
     gm.train(model.training)
     report = Report(
         model=analysis.label, blocks=blocks, steps=reports,
         params_before=params_before, params_after=count_params(gm),
-        macs_before=before.macs, macs_after=after.macs,
+        macs_before=before and before.macs, macs_after=after and after.macs,
         sites_before=sites_before, sites_after=count_sites(gm), targets=targets,
-        state_dict=state_dict_diff(state_before, gm.state_dict()),
-        forward_check={"input_shape": tuple(analysis.example_input.shape), "output_shape": after.output_shape,
-                       "output_shape_before": before.output_shape, "finite": True, "mode": mode},
+        state_dict=state_dict_diff(state_before, gm.state_dict(keep_vars=True)),
+        forward_check=forward_check,
         leaves=dict(analysis.traced.leaves),
         warnings=[w for r in reports for w in r.warnings] + analysis.traced.warnings + notes,
         code_before=code_before, code_after=graph_code(gm),
@@ -126,18 +116,37 @@ def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spe
     return gm, report
 
 
+def _check_forward(gm: fx.GraphModule, example_input, before: Measurement | None):
+    """Measure the rewritten model and check it against ``before``: (after, forward_check, notes)."""
+    shape = tuple(example_input.shape)
+    if before is None:
+        return None, {"input_shape": shape, "skipped": "check=False"}, []
+    after = measure(gm, example_input)
+    if after.output_shape != before.output_shape:
+        raise SurgeryError(f"the rewritten model's output changed shape {before.output_shape} -> {after.output_shape}")
+    mode, notes = "eval", []
+    if not after.finite:
+        if not _finite_in_train_mode(gm, example_input):
+            raise SurgeryError("the rewritten model produced non-finite values in eval and train mode")
+        mode = "train"
+        notes.append("the rewritten model's eval-mode output overflows on the example input with its current "
+                     "normalisation statistics (untrained running statistics?); in train mode (batch statistics) "
+                     "it is finite")
+    return after, {"input_shape": shape, "output_shape": after.output_shape,
+                   "output_shape_before": before.output_shape, "finite": True, "mode": mode}, notes
+
+
 def _finite_in_train_mode(gm: fx.GraphModule, example_input) -> bool:
     """Whether a copy of ``gm`` gives finite outputs in train mode (batch statistics; batch of 2)."""
-    import copy  # noqa: PLC0415
-
     import torch  # noqa: PLC0415
 
+    from ..copying import private_copy  # noqa: PLC0415
     from ..costs import first_tensor  # noqa: PLC0415
 
     x = example_input
     gen = torch.Generator().manual_seed(1)
     batch = torch.cat([x, x + 0.1 * torch.randn(x.shape, generator=gen).to(x.device)]) if x.shape[0] == 1 else x
-    probe = copy.deepcopy(gm).train()
+    probe = private_copy(gm).train()
     with torch.no_grad():
         out = first_tensor(probe(batch))
     return out is not None and bool(torch.isfinite(out).all())

@@ -40,7 +40,7 @@ from ..errors import SelectionError
 from ..report import Report
 from .base import Step, run_rewrite
 from .preact_after import apply_after, plan_after
-from .preact_anatomy import preact_unit
+from .preact_anatomy import any_preactivation
 from .preact_pre import apply_pre, plan_pre, plan_relu_only
 from .preact_variants import apply_bn_after_add, apply_relu_before_add, plan_bn_after_add, plan_relu_before_add
 
@@ -79,7 +79,7 @@ def has_preactivation_blocks(analysis: Analysis) -> bool:
         >>> has_preactivation_blocks(analyze(rs.create_model("preact_resnet110")))
         True
     """
-    return any(preact_unit(analysis.graph_module, b) is not None for b in analysis.blocks)
+    return any_preactivation(analysis.graph_module, analysis.blocks)
 
 
 def preactivation_prelude(spec: BlockSpec | None = None):
@@ -100,14 +100,15 @@ def preactivation_prelude(spec: BlockSpec | None = None):
 
 
 def convert(model: nn.Module, to: str = "after-activation", *, example_input=None, block_types=(),
-            block_names=(), predicate=None, dry_run: bool = False) -> tuple[nn.Module | None, Report]:
+            block_names=(), predicate=None, dry_run: bool = False, check: bool = True) -> tuple[nn.Module | None, Report]:
     """Convert every residual block of ``model`` to unit form ``to``; return ``(new_model, report)``.
 
     ``to``: ``after-activation``, ``pre-activation`` (full, seed 003 Fig. 4e), ``relu-only-preact``
     (4d), ``bn-after-add`` (4b) or ``relu-before-add`` (4c). ``model`` is not modified. For the
     variants a pre-activation model is first converted to after-activation (two steps in the
     report). ``block_types`` / ``block_names`` / ``predicate`` replace block discovery; with
-    ``dry_run`` nothing is returned but the report of the plan. Raises
+    ``dry_run`` nothing is returned but the report of the plan; ``check=False`` skips the forward
+    passes (MACs, output check). Raises
     :class:`~relu_surgery.errors.NoBlocksError` when no block has the needed form.
 
     Example:
@@ -121,7 +122,7 @@ def convert(model: nn.Module, to: str = "after-activation", *, example_input=Non
     if spec:
         step.settings["discovery"] = spec.to_recipe()
     prelude = preactivation_prelude(spec) if to not in ("after-activation", "pre-activation") else None
-    return run_rewrite(model, [step], example_input, spec, dry_run, prelude=prelude)
+    return run_rewrite(model, [step], example_input, spec, dry_run, prelude=prelude, check=check)
 
 
 def to_after_activation(model: nn.Module, **options) -> tuple[nn.Module | None, Report]:

@@ -283,12 +283,12 @@ def crelu_step(proportion: float = 1.0, location="inner", blocks=None, activatio
 
 def crelu(model: nn.Module, proportion: float = 1.0, location="inner", blocks=None, activations=("relu",), *,
           init: str = "preserve", stage=None, random: bool = False, seed: int = 0, example_input=None,
-          block_types=(), block_names=(), predicate=None, dry_run: bool = False) -> tuple[nn.Module | None, Report]:
+          block_types=(), block_names=(), predicate=None, dry_run: bool = False, check: bool = True) -> tuple[nn.Module | None, Report]:
     """CReLU at seed 002's places (``location="inner"``) in a ``proportion`` of the blocks.
 
     Consumers get doubled input channels; ``init="preserve"`` keeps the model's function exactly
     (``[W, 0]`` per group), ``"random"`` re-initialises them. Sites that are not eligible are listed
-    in ``report.warnings`` with the reason. Selection arguments are those of :func:`relu_surgery.erase`.
+    in ``report.warnings`` with the reason. Selection, ``dry_run`` and ``check`` arguments are those of :func:`relu_surgery.erase`.
     Returns ``(new_model, report)``; ``model`` is not modified.
 
     Example:
@@ -303,4 +303,4 @@ def crelu(model: nn.Module, proportion: float = 1.0, location="inner", blocks=No
     spec = BlockSpec(tuple(block_types), tuple(block_names), predicate)
     if spec:
         step.settings["discovery"] = spec.to_recipe()
-    return run_rewrite(model, [step], example_input, spec, dry_run)
+    return run_rewrite(model, [step], example_input, spec, dry_run, check=check)

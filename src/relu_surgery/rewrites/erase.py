@@ -154,14 +154,15 @@ def erase_step(proportion: float = 1.0, location="last", blocks=None, activation
 
 def erase(model: nn.Module, proportion: float = 1.0, location="last", blocks=None, activations=("relu",), *,
           stage=None, random: bool = False, seed: int = 0, example_input=None, block_types=(),
-          block_names=(), predicate=None, dry_run: bool = False) -> tuple[nn.Module | None, Report]:
+          block_names=(), predicate=None, dry_run: bool = False, check: bool = True) -> tuple[nn.Module | None, Report]:
     """EraseReLU: remove the activation at ``location`` in a ``proportion`` of the blocks.
 
     Returns ``(new_model, report)``; ``model`` is not modified. ``blocks`` restricts the choice
     (1-based indices, ranges "2-5" or name globs); ``stage`` (index or name glob) too; ``random``
     samples round(p * n) blocks with ``seed`` instead of the paper's uniform rule. ``activations``
     are the kinds that may be erased. ``block_types`` / ``block_names`` / ``predicate`` replace block
-    discovery. With ``dry_run`` nothing is applied and ``new_model`` is None.
+    discovery. With ``dry_run`` nothing is applied and ``new_model`` is None. ``check=False``
+    skips the forward passes that count MACs and check the output (faster on large inputs).
 
     A pre-activation network (timm ``resnetv2_*``, pre-activation ResNets, Wide ResNets) has no
     activation after its additions: it is first converted to after-activation (seed 000 Sec. 3.1,
@@ -178,4 +179,4 @@ def erase(model: nn.Module, proportion: float = 1.0, location="last", blocks=Non
     spec = BlockSpec(tuple(block_types), tuple(block_names), predicate)
     if spec:
         step.settings["discovery"] = spec.to_recipe()
-    return run_rewrite(model, [step], example_input, spec, dry_run, prelude=preactivation_prelude(spec))
+    return run_rewrite(model, [step], example_input, spec, dry_run, prelude=preactivation_prelude(spec), check=check)

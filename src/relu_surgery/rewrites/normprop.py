@@ -273,14 +273,15 @@ def normprop_step(variant: str = "normprop2", bias: bool = True, init: str = "bn
 
 def normprop(model: nn.Module, variant: str = "normprop2", bias: bool = True, *, init: str = "bn",
              example_input=None, block_types=(), block_names=(), predicate=None,
-             dry_run: bool = False) -> tuple[nn.Module | None, Report]:
+             dry_run: bool = False, check: bool = True) -> tuple[nn.Module | None, Report]:
     """Replace BatchNorm by NormProp (``normprop``, ``normprop2``, ``normprop3``) or nothing (``plain``).
 
     Every conv->BN unit changes except BN on a shortcut that reduces the spatial size. With
     ``init="bn"`` (default) ``normprop2`` (and ``plain`` with a bias) reproduce the eval-mode
     function of ``model``; the report warns when a variant changes it. ``block_types`` /
-    ``block_names`` / ``predicate`` only change how the report groups units into blocks.
-    Returns ``(new_model, report)``; ``model`` is not modified.
+    ``block_names`` / ``predicate`` only change how the report groups units into blocks; ``dry_run``
+    and ``check`` are those of :func:`relu_surgery.erase`. Returns ``(new_model, report)``; ``model``
+    is not modified.
 
     Example:
         >>> import torch, torchvision
@@ -294,4 +295,4 @@ def normprop(model: nn.Module, variant: str = "normprop2", bias: bool = True, *,
     spec = BlockSpec(tuple(block_types), tuple(block_names), predicate)
     if spec:
         step.settings["discovery"] = spec.to_recipe()
-    return run_rewrite(model, [step], example_input, spec, dry_run)
+    return run_rewrite(model, [step], example_input, spec, dry_run, check=check)

@@ -31,9 +31,9 @@ from ..activations import activation_of
 from ..graph_ops import is_tensor_add, op_role
 from ..plan import Block
 
-__all__ = ["PreActUnit", "PostActUnit", "Chain", "preact_unit", "postact_unit", "stem_chain",
-           "final_chain", "block_region", "outside_blocks", "walk_back", "out_channels", "in_channels",
-           "identity_readers", "stem_anchor"]
+__all__ = ["PreActUnit", "PostActUnit", "Chain", "preact_unit", "postact_unit", "any_preactivation", "stem_chain",
+           "final_chain", "block_region", "block_regions", "outside_blocks", "walk_back", "out_channels",
+           "in_channels", "identity_readers", "stem_anchor"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,23 @@ def _walk_forward(node: fx.Node, gm: fx.GraphModule) -> fx.Node | None:
 def block_region(gm: fx.GraphModule, name: str) -> list[fx.Node]:
     """The nodes of the block called ``name`` (its module scope), in graph order."""
     return [n for n in gm.graph.nodes if name in n.meta.get("rs_scope", ())]
+
+
+def block_regions(gm: fx.GraphModule, blocks) -> dict[str, list[fx.Node]]:
+    """:func:`block_region` of every block in one pass over the graph: block name -> nodes."""
+    regions: dict[str, list[fx.Node]] = {b.name: [] for b in blocks}
+    for node in gm.graph.nodes:
+        for scope in node.meta.get("rs_scope", ()):
+            region = regions.get(scope)
+            if region is not None:
+                region.append(node)
+    return regions
+
+
+def any_preactivation(gm: fx.GraphModule, blocks) -> bool:
+    """True when one of ``blocks`` is a pre-activation unit (:func:`preact_unit`)."""
+    regions = block_regions(gm, blocks)
+    return any(preact_unit(gm, b, regions[b.name]) is not None for b in blocks)
 
 
 def outside_blocks(node: fx.Node, blocks) -> bool:
@@ -215,7 +232,7 @@ def _name(node: fx.Node | None) -> str | None:
     return node.name if node is not None else None
 
 
-def preact_unit(gm: fx.GraphModule, block: Block) -> PreActUnit | None:
+def preact_unit(gm: fx.GraphModule, block: Block, region: list[fx.Node] | None = None) -> PreActUnit | None:
     """The pre-activation anatomy of ``block``, or None when it is not a pre-activation block.
 
     A pre-activation block's first op on the residual branch is norm -> act and its output is the
@@ -229,7 +246,7 @@ def preact_unit(gm: fx.GraphModule, block: Block) -> PreActUnit | None:
         >>> preact_unit(a.graph_module, a.blocks[0]).proj_weight is None
         True
     """
-    nodes = block_region(gm, block.name)
+    nodes = block_region(gm, block.name) if region is None else region
     bounds = _boundary(nodes)
     if bounds is None:
         return None
@@ -247,7 +264,7 @@ def preact_unit(gm: fx.GraphModule, block: Block) -> PreActUnit | None:
                       parts["residual"][0].name, None if proj_norm is not None else _name(proj))
 
 
-def postact_unit(gm: fx.GraphModule, block: Block) -> PostActUnit | None:
+def postact_unit(gm: fx.GraphModule, block: Block, region: list[fx.Node] | None = None) -> PostActUnit | None:
     """The after-activation anatomy of ``block``, or None (the output must be act(add(...))).
 
     Example:
@@ -257,7 +274,7 @@ def postact_unit(gm: fx.GraphModule, block: Block) -> PostActUnit | None:
         >>> postact_unit(a.graph_module, a.blocks[2]).proj_norm
         'layer2_0_downsample_1'
     """
-    nodes = block_region(gm, block.name)
+    nodes = block_region(gm, block.name) if region is None else region
     bounds = _boundary(nodes)
     if bounds is None:
         return None

@@ -26,7 +26,7 @@ from ..errors import NoBlocksError, SurgeryError
 from ..plan import Plan, SiteChange
 from ..report import StepReport
 from ..tracing import annotate_shapes
-from .preact_anatomy import Chain
+from .preact_anatomy import Chain, block_regions
 from .preact_edit import describe, free_path, is_norm_act
 
 __all__ = ["ConvertPlan", "PlanBook", "site_name", "module_of", "is_composite", "find_units", "bypass",
@@ -150,8 +150,9 @@ def find_units(analysis: Analysis, finder, what: str, missing: str) -> tuple[lis
     Raises :class:`NoBlocksError` (``missing``) when there is none.
     """
     units, warnings = [], []
+    regions = block_regions(analysis.graph_module, analysis.blocks)
     for block in analysis.blocks:
-        unit = finder(analysis.graph_module, block)
+        unit = finder(analysis.graph_module, block, regions[block.name])
         if unit is None:
             warnings.append(f"block {block.index} ({block.name}, {block.type}) is not {what}: left as is")
         else:

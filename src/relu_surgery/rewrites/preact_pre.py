@@ -24,7 +24,7 @@ import torch.fx as fx
 
 from ..analysis import Analysis
 from .preact_anatomy import (PostActUnit, block_region, identity_readers, in_channels, out_channels,
-                             postact_unit, preact_unit, stem_chain)
+                             any_preactivation, postact_unit, stem_chain)
 from .preact_edit import (act_module, describe, fresh_norm, insert_act, insert_module, is_norm_act,
                           move_after, parent_scope, rehome)
 from .preact_plan import (ConvertPlan, PlanBook, bypass, find_units, is_composite, module_of, site_name,
@@ -45,15 +45,15 @@ def plan_relu_only(analysis: Analysis) -> ConvertPlan:
     return _plan(analysis, with_norm=False)
 
 
-def _normed_unit(gm: fx.GraphModule, block) -> PostActUnit | None:
-    unit = postact_unit(gm, block)
+def _normed_unit(gm: fx.GraphModule, block, region=None) -> PostActUnit | None:
+    unit = postact_unit(gm, block, region)
     return unit if unit is not None and unit.last_norm is not None else None
 
 
 def _plan(analysis: Analysis, with_norm: bool) -> ConvertPlan:
     gm, blocks = analysis.graph_module, analysis.blocks
     missing = "after-activation residual blocks" + (" with a norm after the last conv" if with_norm else "")
-    if any(preact_unit(gm, b) is not None for b in blocks):
+    if any_preactivation(gm, blocks):
         missing += " (its blocks are pre-activation already)"
     units, warnings = find_units(analysis, _normed_unit if with_norm else postact_unit,
                                  "an after-activation residual block", missing)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch.fx as fx
 
 from ..analysis import Analysis
-from .preact_anatomy import PostActUnit, postact_unit, preact_unit
+from .preact_anatomy import PostActUnit, any_preactivation, postact_unit
 from .preact_edit import describe, move_after
 from .preact_plan import ConvertPlan, PlanBook, find_units, site_name, step_report
 
@@ -29,12 +29,12 @@ __all__ = ["plan_bn_after_add", "apply_bn_after_add", "plan_relu_before_add", "a
 
 
 def _units(analysis: Analysis, need_norm: bool) -> tuple[list[PostActUnit], list[str]]:
-    def finder(gm, block):
-        unit = postact_unit(gm, block)
+    def finder(gm, block, region):
+        unit = postact_unit(gm, block, region)
         return None if unit is None or (need_norm and unit.last_norm is None) else unit
 
     missing = "after-activation residual blocks" + (" with a norm after the last conv" if need_norm else "")
-    if any(preact_unit(analysis.graph_module, b) is not None for b in analysis.blocks):
+    if any_preactivation(analysis.graph_module, analysis.blocks):
         missing += " (its blocks are pre-activation: convert to after-activation first)"
     return find_units(analysis, finder, "an after-activation residual block", missing)
 

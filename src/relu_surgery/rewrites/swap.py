@@ -153,12 +153,12 @@ def swap_step(to: str = "prelu", proportion: float = 1.0, location="all", blocks
 def swap(model: nn.Module, to: str = "prelu", location="all", proportion: float = 1.0, blocks=None,
          activations=("relu",), *, stage=None, random: bool = False, seed: int = 0, outside_blocks: bool = False,
          example_input=None, block_types=(), block_names=(), predicate=None,
-         dry_run: bool = False) -> tuple[nn.Module | None, Report]:
+         dry_run: bool = False, check: bool = True) -> tuple[nn.Module | None, Report]:
     """Swap the activations at ``location`` of a ``proportion`` of the blocks to ``to``.
 
     ``to="prelu"`` builds channel-wise PReLUs (init 0.25): ``location="all"`` is seed 000's PReLU-all,
     ``"last"`` its PReLU-sum (the ReLUs after the shortcut addition). ``outside_blocks`` also swaps
-    the sites outside every block (the stem). Selection arguments are those of
+    the sites outside every block (the stem). Selection, ``dry_run`` and ``check`` arguments are those of
     :func:`relu_surgery.erase`. Returns ``(new_model, report)``; ``model`` is not modified.
 
     Example:
@@ -171,4 +171,4 @@ def swap(model: nn.Module, to: str = "prelu", location="all", proportion: float 
     spec = BlockSpec(tuple(block_types), tuple(block_names), predicate)
     if spec:
         step.settings["discovery"] = spec.to_recipe()
-    return run_rewrite(model, [step], example_input, spec, dry_run)
+    return run_rewrite(model, [step], example_input, spec, dry_run, check=check)
