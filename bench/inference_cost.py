@@ -2,6 +2,8 @@
 
 Targets: EraseReLU latency <= 1.0x the original; CReLU latency within 5% of its MAC ratio.
 Latency is the median of repeated eval-mode forward passes after warm-up, the models timed in turns;
+a profiled pass splits each model's time into convolution/matmul kernels, the ops CReLU adds
+(``cat``, ``neg``) and the rest, so a latency ratio can be read against the MAC ratio;
 peak memory is the most memory allocated during one forward pass above what was held before it
 (the running sum of torch.profiler's per-op self memory on the CPU, torch.cuda.max_memory_allocated on a GPU).
 
@@ -26,9 +28,14 @@ import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CASES = [  # (model, input size (C, H, W), batch)
+    ("tv:resnet50", (3, 224, 224), 1),
     ("tv:resnet50", (3, 224, 224), 8),
+    ("tv:resnet50", (3, 224, 224), 16),
     ("cifar_resnet110", (3, 32, 32), 64),
 ]
+# kernels that do the multiply-adds, and the ops a CReLU site adds (concatenation, negation)
+MAC_OPS = ("convolution", "conv2d", "addmm", "aten::mm", "aten::bmm", "matmul", "linear", "cudnn", "gemm")
+CRELU_OPS = ("aten::cat", "aten::neg")
 # "traced": the model traced by relu_surgery with no change (separates tracing effects from the rewrite)
 REWRITES = ["original", "traced", "erase", "crelu"]
 
@@ -95,18 +102,38 @@ def peak_memory(model, x) -> float:
     return peak / 2**20
 
 
+def op_breakdown(model, x, passes: int = 3) -> dict[str, float]:
+    """Milliseconds per forward pass in MAC kernels, in ops CReLU adds, and in everything else."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if x.is_cuda else [])
+    with torch.no_grad(), profile(activities=activities) as prof:
+        for _ in range(passes):
+            model(x)
+    split = {"mac_ms": 0.0, "crelu_ops_ms": 0.0, "other_ms": 0.0}
+    for event in prof.key_averages():
+        us = event.self_device_time_total if x.is_cuda else event.self_cpu_time_total
+        key = event.key.lower()
+        part = ("mac_ms" if any(op in key for op in MAC_OPS)
+                else "crelu_ops_ms" if event.key in CRELU_OPS else "other_ms")
+        split[part] += us / 1e3 / passes
+    return {k: round(v, 2) for k, v in split.items()}
+
+
 def measure_case(name, size, batch, device, repeats) -> list[dict]:
     built = [build(name, rewrite, size) for rewrite in REWRITES]
     models = [m.to(device) for m, _ in built]
     x = torch.randn(batch, *size, device=device)
     lat = interleaved_latency(models, x, repeats)
     base_macs = built[0][1]
+    splits = [op_breakdown(m, x) for m in models]
     return [{"model": name, "rewrite": rewrite, "batch": batch, "input": list(size),
              "latency_ms": round(t * 1e3, 3), "latency_ratio": round(t / lat[0], 3),
              "macs": macs, "mac_ratio": round(macs / base_macs, 3),
+             "mac_kernel_ratio": round(split["mac_ms"] / splits[0]["mac_ms"], 3), **split,
              "params": sum(p.numel() for p in model.parameters()),
              "peak_mem_mib": round(peak_memory(model, x), 1)}
-            for rewrite, (model, macs), t in zip(REWRITES, built, lat)]
+            for rewrite, (model, macs), t, split in zip(REWRITES, built, lat, splits)]
 
 
 def main(argv=None) -> int:
@@ -115,10 +142,12 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args(argv)
     rows = [r for name, size, batch in CASES for r in measure_case(name, size, batch, args.device, args.repeats)]
-    print(f"{'model':<18}{'rewrite':<10}{'batch':>6}{'latency ms':>12}{'x':>7}{'MACs x':>8}{'params':>12}{'peak MiB':>10}")
+    print(f"{'model':<18}{'rewrite':<10}{'batch':>6}{'latency ms':>12}{'x':>7}{'MACs x':>8}{'kernel x':>9}"
+          f"{'cat/neg ms':>11}{'params':>12}{'peak MiB':>10}")
     for r in rows:
         print(f"{r['model']:<18}{r['rewrite']:<10}{r['batch']:>6}{r['latency_ms']:>12.2f}{r['latency_ratio']:>7.3f}"
-              f"{r['mac_ratio']:>8.3f}{r['params']:>12,}{r['peak_mem_mib']:>10.1f}")
+              f"{r['mac_ratio']:>8.3f}{r['mac_kernel_ratio']:>9.3f}{r['crelu_ops_ms']:>11.2f}{r['params']:>12,}"
+              f"{r['peak_mem_mib']:>10.1f}")
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.machine()} CPU, {os.cpu_count()} cores"
     meta = {"device": device_name, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "repeats": args.repeats, "command": "python bench/inference_cost.py " + " ".join(argv or sys.argv[1:])}

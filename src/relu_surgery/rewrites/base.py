@@ -22,6 +22,7 @@ import torch.nn as nn
 
 from ..analysis import Analysis, analyze, count_sites
 from ..blocks import BlockSpec, discover_blocks
+from ..copying import paused_gc
 from ..costs import Measurement, count_params, measure, snapshot_state, state_dict_diff
 from ..errors import SurgeryError
 from ..plan import Plan
@@ -72,6 +73,11 @@ def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spe
     is None. ``check=False`` skips the two eval-mode forward passes (before and after) that count
     MACs and check the output's shape and finiteness; the report then says they were not run.
     """
+    with paused_gc():  # tens of thousands of short-lived graph objects: no collection mid-way
+        return _run(model, steps, example_input, spec, dry_run, prelude, check)
+
+
+def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn.Module | None, Report]:
     analysis = analyze(model, example_input, spec)
     gm = analysis.graph_module
     if prelude is not None:
