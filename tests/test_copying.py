@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.fx as fx
@@ -97,3 +98,30 @@ def test_training_an_erased_model_leaves_the_callers_model_unchanged():
     optimizer.step()
     assert _same(model, before)
     assert not torch.equal(new.state_dict()["fc.weight"], before["fc.weight"])
+
+
+class _ViewingBuffers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("full", torch.zeros(4))
+        self.register_buffer("part", self.full[:2])
+        self.full.tag = "kept"
+
+
+def test_buffers_that_share_memory_still_share_it_in_the_copy():
+    twin = private_copy(_ViewingBuffers())
+    twin.full.fill_(3.0)
+    assert twin.part.tolist() == [3.0, 3.0]  # as copy.deepcopy keeps it
+    assert twin.full.tag == "kept"
+
+
+def test_memory_torch_cannot_share_lazily_is_cloned():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 2, 1)).share_memory()
+    model[2].register_buffer("table", torch.from_numpy(np.arange(3.0)))
+    twin = private_copy(model)
+    with torch.no_grad():
+        twin[0].weight.zero_()
+        twin[2].table.zero_()
+    assert model[0].weight.abs().sum() > 0 and model[2].table.tolist() == [0.0, 1.0, 2.0]
+    new, report = rs.swap(model, to="gelu", outside_blocks=True, example_input=torch.zeros(1, 3, 4, 4))
+    assert report.sites_after == {"gelu": 1}

@@ -139,7 +139,7 @@ def module_activation_kind(module: nn.Module) -> str | None:
     if kind is not _BY_NAME:
         return kind
     name = type(module).__name__.lower()
-    if len(module._modules) == 0 and len(module._parameters) == 0:
+    if all(m is None for m in module._modules.values()) and all(p is None for p in module._parameters.values()):
         return _CLASS_NAME_KINDS.get(name)
     return "prelu" if name == "prelu" else None
 

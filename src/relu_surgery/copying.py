@@ -47,19 +47,51 @@ def copy_on_write_available() -> bool:
 def _lazy_copyable(tensor: torch.Tensor) -> bool:
     return (
         tensor.layout == torch.strided and not tensor.is_quantized and tensor.device.type != "meta"
-        and not tensor.is_nested and tensor.is_leaf
+        and not tensor.is_nested and tensor.is_leaf and tensor._base is None
     )
 
 
 def _lazy_copy(tensor: torch.Tensor) -> torch.Tensor | None:
-    """A copy-on-write copy of a plain tensor or parameter, or None when one is not possible."""
+    """A copy-on-write copy of a plain tensor or parameter, or None when one is not possible.
+
+    Memory torch cannot share copy-on-write (``share_memory()``, numpy or mmap-backed tensors)
+    gives None: such tensors are cloned by ``deepcopy`` as usual.
+    """
     if _LAZY_CLONE is None or not _lazy_copyable(tensor):
         return None
-    if type(tensor) is nn.Parameter:
-        return nn.Parameter(_LAZY_CLONE(tensor.detach()), tensor.requires_grad)
-    if type(tensor) is torch.Tensor and not tensor.requires_grad:
-        return _LAZY_CLONE(tensor)
+    try:
+        if type(tensor) is nn.Parameter:
+            return nn.Parameter(_LAZY_CLONE(tensor.detach()), tensor.requires_grad)
+        if type(tensor) is torch.Tensor and not tensor.requires_grad:
+            lazy = _LAZY_CLONE(tensor)
+            if tensor.__dict__:  # attributes set on a buffer (deepcopy keeps them)
+                lazy.__dict__.update(copy.deepcopy(tensor.__dict__))
+            return lazy
+    except RuntimeError:  # "Expected storage != nullptr": memory not allocated by torch's allocator
+        return None
     return None
+
+
+def _lazy_copies(model: nn.Module) -> dict[int, torch.Tensor]:
+    """id(original) -> copy-on-write copy, for each parameter and buffer that owns its storage alone.
+
+    Tensors sharing a storage with another (a buffer that views another) are left to ``deepcopy``,
+    which keeps the sharing.
+    """
+    tensors = [*model.parameters(), *model.buffers()]
+    storages: dict[int, int] = {}
+    for t in tensors:
+        if t.device.type != "meta":
+            key = t.untyped_storage()._cdata
+            storages[key] = storages.get(key, 0) + 1
+    copies = {}
+    for t in tensors:
+        if t.device.type == "meta" or storages[t.untyped_storage()._cdata] > 1:
+            continue
+        lazy = _lazy_copy(t)
+        if lazy is not None:
+            copies[id(t)] = lazy
+    return copies
 
 
 @contextmanager
@@ -98,12 +130,8 @@ def private_copy(model: nn.Module) -> nn.Module:
         >>> twin[0] is twin[2], twin[0] is net[0]
         (True, False)
     """
-    memo: dict[int, object] = {}
     with paused_gc():
-        for tensor in (*model.parameters(), *model.buffers()):
-            lazy = _lazy_copy(tensor)
-            if lazy is not None:
-                memo[id(tensor)] = lazy
+        memo: dict[int, object] = dict(_lazy_copies(model))
         return _copy_module(model, memo)
 
 
@@ -116,7 +144,8 @@ def _plain_class(cls: type) -> bool:
     return (
         getattr(cls, "__deepcopy__", None) is None and cls not in copyreg.dispatch_table
         and cls.__reduce_ex__ is object.__reduce_ex__ and cls.__reduce__ is object.__reduce__
-        and "__slots__" not in cls.__dict__
+        and getattr(cls, "__getnewargs_ex__", None) is None and getattr(cls, "__getnewargs__", None) is None
+        and not issubclass(cls, (list, dict, set, tuple)) and "__slots__" not in cls.__dict__
     )
 
 
@@ -147,7 +176,9 @@ def _copy_module(module: nn.Module, memo: dict) -> nn.Module:
         elif type(value) in _ATOMIC or (type(value) is tuple and all(type(v) in _ATOMIC for v in value)):
             copied[key] = value  # immutable: deepcopy returns these objects themselves
         elif type(value) in (dict, OrderedDict, set) and not value:
-            copied[key] = type(value)()
+            if id(value) not in memo:  # a container shared by two modules stays shared
+                memo[id(value)] = type(value)()
+            copied[key] = memo[id(value)]
         else:
             copied[key] = copy.deepcopy(value, memo)
     new.__setstate__(copied)
