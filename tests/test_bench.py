@@ -1,0 +1,52 @@
+"""The benchmark scripts' measuring functions, on small models (no timing is asserted)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import inference_cost  # noqa: E402
+import surgery_speed  # noqa: E402
+
+from .shared_data import one_thread  # noqa: E402, F401 (fixture)
+
+
+class _CReLUNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return torch.cat([y.relu(), (-y).relu()], dim=1)
+
+
+def test_inference_cost_rows_for_a_cifar_resnet(one_thread):
+    rows = inference_cost.measure_case("cifar_resnet20", (3, 32, 32), batch=2, device="cpu", repeats=1)
+    by = {r["rewrite"]: r for r in rows}
+    assert list(by) == inference_cost.REWRITES
+    assert by["original"]["latency_ratio"] == by["original"]["median_ratio"] == 1.0
+    assert by["erase"]["mac_ratio"] == by["traced"]["mac_ratio"] == 1.0
+    assert by["erase"]["params"] == by["original"]["params"] == 269_722  # the zoo's ResNet-20 (0.27M in He et al.)
+    assert by["crelu"]["mac_ratio"] > 1.2 and by["crelu"]["params"] > by["original"]["params"]
+    assert by["crelu"]["crelu_ops_ms"] > 0 and by["original"]["crelu_ops_ms"] == 0
+    assert all(r["latency_ms"] <= r["median_ms"] for r in rows)
+
+
+def test_op_breakdown_separates_mac_kernels_from_crelu_ops(one_thread):
+    split = inference_cost.op_breakdown(_CReLUNet().eval(), torch.randn(1, 3, 16, 16))
+    assert set(split) == {"mac_ms", "crelu_ops_ms", "other_ms"}
+    assert split["mac_ms"] > 0 and split["crelu_ops_ms"] > 0
+
+
+def test_surgery_speed_row(one_thread):
+    row = surgery_speed.time_model("cifar_resnet20", repeats=1)
+    assert (row["blocks"], row["changes"], row["input"]) == (9, 9, [1, 3, 32, 32])
+    for key in ("analyze", "surgery", "checked"):
+        seconds, ratio = row[f"{key}_s"], row[f"{key}_ratio"]
+        assert seconds > 0 and abs(ratio - seconds / row["bare_trace_s"]) <= 0.01 + 0.01 * ratio
