@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn as nn
 
@@ -14,6 +15,8 @@ import inference_cost  # noqa: E402
 import surgery_speed  # noqa: E402
 
 from .shared_data import one_thread  # noqa: E402, F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # one intra-op thread: steady on shared CPUs
 
 
 class _CReLUNet(nn.Module):
@@ -26,7 +29,7 @@ class _CReLUNet(nn.Module):
         return torch.cat([y.relu(), (-y).relu()], dim=1)
 
 
-def test_inference_cost_rows_for_a_cifar_resnet(one_thread):
+def test_inference_cost_rows_for_a_cifar_resnet():
     rows = inference_cost.measure_case("cifar_resnet20", (3, 32, 32), batch=2, device="cpu", repeats=1)
     by = {r["rewrite"]: r for r in rows}
     assert list(by) == inference_cost.REWRITES
@@ -38,13 +41,13 @@ def test_inference_cost_rows_for_a_cifar_resnet(one_thread):
     assert all(r["latency_ms"] <= r["median_ms"] for r in rows)
 
 
-def test_op_breakdown_separates_mac_kernels_from_crelu_ops(one_thread):
+def test_op_breakdown_separates_mac_kernels_from_crelu_ops():
     split = inference_cost.op_breakdown(_CReLUNet().eval(), torch.randn(1, 3, 16, 16))
     assert set(split) == {"mac_ms", "crelu_ops_ms", "other_ms"}
     assert split["mac_ms"] > 0 and split["crelu_ops_ms"] > 0
 
 
-def test_surgery_speed_row(one_thread):
+def test_surgery_speed_row():
     row = surgery_speed.time_model("cifar_resnet20", repeats=1)
     assert (row["blocks"], row["changes"], row["input"]) == (9, 9, [1, 3, 32, 32])
     for key in ("analyze", "surgery", "checked"):
