@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import copyreg
 import gc
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from contextlib import contextmanager
 from functools import cache
 
@@ -78,17 +78,12 @@ def _lazy_copies(model: nn.Module) -> dict[int, torch.Tensor]:
     Tensors sharing a storage with another (a buffer that views another) are left to ``deepcopy``,
     which keeps the sharing.
     """
-    tensors = [*model.parameters(), *model.buffers()]
-    storages: dict[int, int] = {}
-    for t in tensors:
-        if t.device.type != "meta":
-            key = t.untyped_storage()._cdata
-            storages[key] = storages.get(key, 0) + 1
+    tensors = [(t, t.untyped_storage()._cdata) for t in (*model.parameters(), *model.buffers())
+               if t.device.type != "meta"]
+    users = Counter(storage for _, storage in tensors)
     copies = {}
-    for t in tensors:
-        if t.device.type == "meta" or storages[t.untyped_storage()._cdata] > 1:
-            continue
-        lazy = _lazy_copy(t)
+    for t, storage in tensors:
+        lazy = _lazy_copy(t) if users[storage] == 1 else None
         if lazy is not None:
             copies[id(t)] = lazy
     return copies

@@ -232,6 +232,13 @@ def _name(node: fx.Node | None) -> str | None:
     return node.name if node is not None else None
 
 
+def _region_bounds(gm: fx.GraphModule, block: Block, region: list[fx.Node] | None):
+    """(input, output, set of nodes) of ``block``'s region (``region`` when given), or None."""
+    nodes = block_region(gm, block.name) if region is None else region
+    bounds = _boundary(nodes)
+    return None if bounds is None else (*bounds, set(nodes))
+
+
 def preact_unit(gm: fx.GraphModule, block: Block, region: list[fx.Node] | None = None) -> PreActUnit | None:
     """The pre-activation anatomy of ``block``, or None when it is not a pre-activation block.
 
@@ -246,12 +253,10 @@ def preact_unit(gm: fx.GraphModule, block: Block, region: list[fx.Node] | None =
         >>> preact_unit(a.graph_module, a.blocks[0]).proj_weight is None
         True
     """
-    nodes = block_region(gm, block.name) if region is None else region
-    bounds = _boundary(nodes)
+    bounds = _region_bounds(gm, block, region)
     if bounds is None:
         return None
-    x, out = bounds
-    inside = set(nodes)
+    x, out, inside = bounds
     add, lead = walk_back(out, gm, (x,)), _lead(x, inside, gm)
     if lead is None or add not in inside or not is_tensor_add(add):
         return None
@@ -274,12 +279,10 @@ def postact_unit(gm: fx.GraphModule, block: Block, region: list[fx.Node] | None 
         >>> postact_unit(a.graph_module, a.blocks[2]).proj_norm
         'layer2_0_downsample_1'
     """
-    nodes = block_region(gm, block.name) if region is None else region
-    bounds = _boundary(nodes)
+    bounds = _region_bounds(gm, block, region)
     if bounds is None:
         return None
-    x, out = bounds
-    inside = set(nodes)
+    x, out, inside = bounds
     if _role(out, gm) != "activation" or _is_composite(out, gm) or not out.all_input_nodes:
         return None
     add = walk_back(out.all_input_nodes[0], gm, (x,))
