@@ -43,7 +43,7 @@ def _build(source: str, name: str):
     """The model on the meta device; on the CPU when its builder computes with tensors (torchvision RegNet)."""
     import torch
 
-    from relu_surgery.models import create_model
+    from relu_surgery.models.resolve import create_model
 
     prefix = "timm:" if source == "timm" else "tv:"
     try:
@@ -60,9 +60,9 @@ def sweep_one(task: tuple[str, str]) -> dict:
     warnings.filterwarnings("ignore")
     import torch
 
-    from relu_surgery.analysis import analyze
+    from relu_surgery.graph.analysis import analyze
     from relu_surgery.errors import SurgeryError
-    from relu_surgery.rewrites.erase import erase_step
+    from relu_surgery.surgery.erase import erase_step
 
     torch.set_num_threads(1)
     source, name = task

@@ -44,14 +44,14 @@ REWRITES = ["original", "traced", "erase", "crelu"]
 def build(name: str, rewrite: str, size):
     """(eval-mode model, MACs per sample) for the original or a rewrite of ``name``."""
     import relu_surgery as rs
-    from relu_surgery.costs import measure
+    from relu_surgery.report.costs import measure
 
     warnings.filterwarnings("ignore")
     torch.manual_seed(0)
     model = rs.create_model(name)
     x = torch.randn(1, *size)
     if rewrite == "traced":
-        from relu_surgery.tracing import trace
+        from relu_surgery.graph.tracing import trace
 
         model = trace(model).graph_module
     elif rewrite == "erase":

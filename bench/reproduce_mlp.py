@@ -46,7 +46,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
 
 import relu_surgery as rs  # noqa: E402
 from relu_surgery.train import TrainConfig, run_training  # noqa: E402

@@ -2,7 +2,7 @@
 
 For each model (random weights, CPU): the median over repeated runs of
   * bare    - ``torch.fx.symbolic_trace(model)``
-  * analyze - copy + trace + block discovery (``relu_surgery.analysis.analyze``)
+  * analyze - copy + trace + block discovery (``relu_surgery.graph.analysis.analyze``)
   * surgery - ``rs.erase(model, proportion=1.0, check=False)``: copy, trace, discovery, plan, apply,
               lint, recompile and the report (the <= 3x target)
   * checked - ``rs.erase(model, proportion=1.0)``: the same plus the two eval forward passes under
@@ -46,7 +46,7 @@ def _median_time(fn, repeats: int) -> float:
 
 def time_model(name: str, repeats: int) -> dict:
     import relu_surgery as rs
-    from relu_surgery.analysis import analyze
+    from relu_surgery.graph.analysis import analyze
 
     warnings.filterwarnings("ignore")
     model = rs.create_model(name)

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
 
 from relu_surgery.train import TrainConfig, load_arrays, run_training  # noqa: E402
 from relu_surgery.train.progress import Reporter  # noqa: E402

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import torchvision
 
 import relu_surgery as rs
-from relu_surgery.selection import uniform_indices
+from relu_surgery.surgery.selection import uniform_indices
 
 
 def meta(builder, *args, **kwargs):

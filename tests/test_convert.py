@@ -12,15 +12,15 @@ import torch.nn.functional as F
 import torchvision
 
 import relu_surgery as rs
-from relu_surgery.blocks import discover_blocks
+from relu_surgery.graph.blocks import discover_blocks
 from relu_surgery.cli import main
 from relu_surgery.errors import NoBlocksError, SelectionError
-from relu_surgery.graph_ops import op_role
-from relu_surgery.rewrites.preact_anatomy import walk_back
-from relu_surgery.tracing import annotate_shapes, trace
-from relu_surgery.zoo.preact_resnet import PreActBottleneck, PreActResNet
-from relu_surgery.zoo.resnet import Bottleneck, CifarResNet
-from relu_surgery.zoo.wide_resnet import wide_resnet
+from relu_surgery.graph.ops import op_role
+from relu_surgery.surgery.convert.anatomy import walk_back
+from relu_surgery.graph.tracing import annotate_shapes, trace
+from relu_surgery.models.zoo.preact_resnet import PreActBottleneck, PreActResNet
+from relu_surgery.models.zoo.resnet import Bottleneck, CifarResNet
+from relu_surgery.models.zoo.wide_resnet import wide_resnet
 
 X16 = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 X64 = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -365,7 +365,7 @@ def test_cli_erase_resnetv2_50_converts_then_erases(capsys):
 
 
 def test_cli_convert_save_load_and_errors(capsys, tmp_path):
-    name = "relu_surgery.zoo.wide_resnet:wide_resnet"
+    name = "relu_surgery.models.zoo.wide_resnet:wide_resnet"
     code, out, err = run_cli(capsys, "convert", name, "-a", "depth=10", "-a", "widen_factor=1", "--to",
                              "after-activation", "--input-size", "3,16,16", "--out", str(tmp_path / "c"))
     assert code == 0, err

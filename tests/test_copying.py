@@ -12,7 +12,7 @@ import torch.nn as nn
 import torchvision
 
 import relu_surgery as rs
-from relu_surgery.copying import copy_on_write_available, private_copy
+from relu_surgery.graph.copying import copy_on_write_available, private_copy
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ import torchvision
 import relu_surgery as rs
 from relu_surgery.cli import main
 from relu_surgery.errors import SelectionError
-from relu_surgery.layers import CReLU
+from relu_surgery.surgery.layers import CReLU
 
 from .roundtrip import check_reload_and_compile, sgd_step
 

@@ -7,9 +7,10 @@ import importlib
 
 import pytest
 
-CORE = ["activations", "analysis", "blocks", "costs", "errors", "example_inputs", "graph_ops", "models", "plan",
-        "report", "saving", "selection", "tracing", "weights", "rewrites.base", "rewrites.erase",
-        "rewrites.registry", "zoo._registry"]
+CORE = ["graph.activations", "graph.analysis", "graph.blocks", "report.costs", "errors", "graph.example_inputs",
+        "graph.ops", "models.resolve", "graph.records", "report.report", "models.saving", "surgery.selection",
+        "graph.tracing", "models.weights", "surgery.pipeline", "surgery.erase", "surgery.registry",
+        "models.zoo._registry", "graph.running", "report.records", "surgery.plan"]
 
 
 @pytest.mark.parametrize("name", CORE)

@@ -9,7 +9,7 @@ import torch.nn as nn
 import relu_surgery as rs
 from relu_surgery.cli import main
 from relu_surgery.diagnostics import ScalarResNet
-from relu_surgery.drawing import DrawingError, change_patterns, draw_report
+from relu_surgery.report.drawing import DrawingError, change_patterns, draw_report
 
 
 class Block(nn.Module):

@@ -14,7 +14,7 @@ import torchvision
 import relu_surgery as rs
 from relu_surgery.cli import main
 from relu_surgery.errors import SelectionError
-from relu_surgery.layers import NORMPROP3_GAMMA, NORMPROP_SCALE, RELU_MEAN, NormPropConv2d, NormPropCorrection
+from relu_surgery.surgery.layers import NORMPROP3_GAMMA, NORMPROP_SCALE, RELU_MEAN, NormPropConv2d, NormPropCorrection
 
 from .test_crelu import randomize_bn
 

@@ -11,12 +11,8 @@ import torch.nn as nn
 
 import relu_surgery as rs
 from relu_surgery.cli import main
-from relu_surgery.diagnostics import (
-    ScalarResNet, activation_stats, conv_coherence, delta_value, filter_coherence, gradient_study, probe_inputs,
-)
-from relu_surgery.diagnostics.gradients import (
-    activation_levels, autocorrelation, correlation_length, gradient_covariance, neighbour_correlation,
-)
+from relu_surgery.diagnostics import (ScalarResNet, activation_stats, conv_coherence, delta_value, filter_coherence, gradient_study, probe_inputs)
+from relu_surgery.diagnostics.gradients import (activation_levels, autocorrelation, correlation_length, gradient_covariance, neighbour_correlation)
 
 from .shared_data import DATA, needs_data
 

@@ -20,15 +20,14 @@ import torch
 import torch.nn as nn
 
 from relu_surgery.errors import OutputExistsError, SurgeryError
-from relu_surgery.train import (CheckpointError, DatasetError, TrainConfig, TrainConfigError, TrainingInterrupted,
-                                load_arrays, preset_values, run_compare, run_sweep, parse_sweep, run_training)
+from relu_surgery.train import (CheckpointError, DatasetError, TrainConfig, TrainConfigError, TrainingInterrupted, load_arrays, preset_values, run_compare, run_sweep, parse_sweep, run_training)
 from relu_surgery.train.augment import AugmentParams, DeviceAugment, epoch_permutation
 from relu_surgery.train.checkpoint import atomic_write, load_checkpoint
 from relu_surgery.train.ddp import DistEnv
 from relu_surgery.train.folder import FolderSource
 from relu_surgery.train.metrics import COLUMNS, numeric_view, read_metrics
 from relu_surgery.train.progress import Reporter
-from relu_surgery.train.readers import read_idx
+from relu_surgery.data.readers import read_idx
 from relu_surgery.train.runner import KILL_ENV
 from relu_surgery.train.schedule import LRSchedule
 from relu_surgery.train.tiny import tiny_cnn, tiny_mlp
@@ -354,7 +353,7 @@ def test_download_failure_is_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match=r"could not download fashion-mnist into .*: <urlopen error"):
         load_arrays("fashion-mnist", tmp_path, download=True)
     with pytest.raises(DatasetError, match="imagefolder cannot be downloaded"):
-        from relu_surgery.train.datasets import download_dataset
+        from relu_surgery.data.datasets import download_dataset
 
         download_dataset("imagefolder", tmp_path)
 

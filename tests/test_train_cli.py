@@ -28,7 +28,7 @@ from relu_surgery.train.runner import KILL_ENV
 from .shared_data import DATA, needs_data, one_thread  # noqa: F401 (fixture)
 
 pytestmark = [needs_data, pytest.mark.usefixtures("one_thread")]
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[1]
 TINY = "relu_surgery.train.tiny:tiny_cnn"
 
 

@@ -16,13 +16,13 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from relu_surgery.zoo import create_zoo_model, get_zoo_entry, list_zoo_models
-from relu_surgery.zoo._layers import ZeroPadShortcut
-from relu_surgery.zoo.inception import InceptionModule
-from relu_surgery.zoo.mlp import MLPUnit
-from relu_surgery.zoo.preact_resnet import PreActBasicBlock, PreActBottleneck
-from relu_surgery.zoo.resnet import BasicBlock, Bottleneck
-from relu_surgery.zoo.stacked import ResidualModule, VGGModule
+from relu_surgery.models.zoo import create_zoo_model, get_zoo_entry, list_zoo_models
+from relu_surgery.models.zoo._layers import ZeroPadShortcut
+from relu_surgery.models.zoo.inception import InceptionModule
+from relu_surgery.models.zoo.mlp import MLPUnit
+from relu_surgery.models.zoo.preact_resnet import PreActBasicBlock, PreActBottleneck
+from relu_surgery.models.zoo.resnet import BasicBlock, Bottleneck
+from relu_surgery.models.zoo.stacked import ResidualModule, VGGModule
 
 # name -> (paper count in millions or None, exact count we build with 10 classes, 3 channels)
 PARAMS = {
@@ -354,7 +354,7 @@ def test_bad_options_raise_clear_errors():
 @pytest.mark.parametrize("module", ["_layers", "_registry", "resnet", "preact_resnet", "wide_resnet",
                                     "resnext", "stacked", "mlp", "inception"])
 def test_docstring_examples_run(module):
-    mod = importlib.import_module(f"relu_surgery.zoo.{module}")
+    mod = importlib.import_module(f"relu_surgery.models.zoo.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
 

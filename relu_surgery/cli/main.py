@@ -1,0 +1,298 @@
+"""The ``relu-surgery`` command: thin click commands over the library.
+
+Each command parses, calls one library function, renders. Heavy imports (torch, timm) happen inside
+commands so ``--help`` is instant. User errors print one line on stderr and exit with code 2.
+
+Example:
+    $ relu-surgery erase resnet152 --proportion 0.5
+    $ relu-surgery inspect tv:resnet50 --json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+__all__ = ["cli", "main"]
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console  # noqa: PLC0415
+
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, highlight=False, width=160)
+    return console
+
+
+def _parse_model_args(pairs) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--model-arg")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def model_options(f):
+    """--model-arg, --weights, --pretrained, --input-size."""
+    f = click.option("--input-size", default=None, help="Example input size without batch, e.g. 3,32,32.")(f)
+    f = click.option("--pretrained", is_flag=True, help="Ask timm/torchvision for pretrained weights (needs network).")(f)
+    f = click.option("--weights", type=click.Path(dir_okay=False), default=None,
+                     help="Local checkpoint to load before the rewrite (.safetensors or weights-only torch file).")(f)
+    f = click.option("--model-arg", "-a", "model_args", multiple=True, metavar="KEY=VALUE",
+                     help="Argument for the model builder (repeatable), e.g. -a num_classes=10.")(f)
+    return f
+
+
+def discovery_options(f):
+    """--block-type, --block-name (override block discovery)."""
+    f = click.option("--block-name", "block_names", multiple=True, metavar="GLOB",
+                     help="Treat modules whose qualified name matches GLOB as the blocks (repeatable).")(f)
+    f = click.option("--block-type", "block_types", multiple=True, metavar="CLASS",
+                     help="Treat modules of this class name (glob) as the blocks (repeatable).")(f)
+    return f
+
+
+def selection_options(f):
+    """--proportion, --location, --blocks, --stage, --random, --seed, --activations."""
+    f = click.option("--activations", default="relu", show_default=True,
+                     help="Activation kinds that may be rewritten, comma-separated (relu,relu6,gelu,...).")(f)
+    f = click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random.")(f)
+    f = click.option("--random", "random_", is_flag=True, help="Sample blocks at random instead of uniformly.")(f)
+    f = click.option("--stage", default=None, help="Only blocks of this stage (1-based index or name glob).")(f)
+    f = click.option("--blocks", "blocks_spec", default=None,
+                     help="Only these blocks: 1-based indices, ranges (2-5) or name globs, comma-separated.")(f)
+    f = click.option("--location", default="last", show_default=True,
+                     help="Sites inside each block: last, first, all or a 1-based site number.")(f)
+    f = click.option("--proportion", "-p", type=float, default=1.0, show_default=True,
+                     help="Proportion of blocks, chosen uniformly: indices floor(j/P).")(f)
+    return f
+
+
+def _remember_graph(ctx, _param, value):
+    """Keep --graph in the context so every rewrite command's ``emit`` finds it without a new parameter."""
+    if value:
+        if not str(value).lower().endswith((".svg", ".png", ".html")):
+            raise click.BadParameter(f"must end in .svg, .png or .html, got {value!r}", param_hint="--graph")
+        ctx.meta["relu_surgery.graph"] = value
+    return value
+
+
+def _remember_no_check(ctx, _param, value):
+    """Keep --no-check in the context (read by :func:`forward_check`)."""
+    if value:
+        ctx.meta["relu_surgery.no_check"] = True
+    return value
+
+
+def forward_check() -> bool:
+    """False when the running command was given --no-check (skip the forward passes)."""
+    ctx = click.get_current_context(silent=True)
+    return not (ctx is not None and ctx.meta.get("relu_surgery.no_check"))
+
+
+def output_options(f):
+    """--dry-run, --no-check, --json, --markdown, --code-diff, --out, --force, --graph."""
+    f = click.option("--no-check", is_flag=True, expose_value=False, callback=_remember_no_check,
+                     help="Skip the two forward passes that count MACs and check the rewritten model's output.")(f)
+    f = click.option("--graph", type=click.Path(dir_okay=False), default=None, expose_value=False,
+                     callback=_remember_graph,
+                     help="Draw the changed blocks before/after (changed nodes highlighted) to FILE (.svg, .png or .html).")(f)
+    f = click.option("--force", is_flag=True, help="Replace an existing non-empty --out directory.")(f)
+    f = click.option("--out", type=click.Path(file_okay=False), default=None,
+                     help="Write weights (safetensors), recipe and report to this directory (atomically).")(f)
+    f = click.option("--code-diff", is_flag=True, help="Print the unified diff of the generated forward code.")(f)
+    f = click.option("--markdown", is_flag=True, help="Print the report as Markdown.")(f)
+    f = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")(f)
+    f = click.option("--dry-run", is_flag=True, help="Plan only: show what would change, change nothing.")(f)
+    return f
+
+
+def load_model(name: str, model_args=(), weights=None, pretrained=False):
+    """Build the named model and load ``weights`` into it (library errors propagate)."""
+    from ..models.resolve import create_model  # noqa: PLC0415
+    from ..models.weights import load_weights  # noqa: PLC0415
+
+    model = create_model(name, pretrained=pretrained, **_parse_model_args(model_args))
+    if weights:
+        load_weights(model, weights)
+    return model
+
+
+def example_input(input_size):
+    """A seeded random example input of ``input_size`` ("3,32,32"), or None."""
+    if not input_size:
+        return None
+    import torch  # noqa: PLC0415
+
+    try:
+        dims = tuple(int(d) for d in str(input_size).split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {input_size!r}",
+                                 param_hint="--input-size") from None
+    return torch.randn((1, *dims), generator=torch.Generator().manual_seed(0))
+
+
+def emit(report, new_model, dry_run, as_json, markdown, code_diff, out, force, graph=None) -> None:
+    """Save (when asked), draw (``--graph``), then print the report in the requested form."""
+    from ..report.terminal import render_report  # noqa: PLC0415
+    from ..models.saving import save  # noqa: PLC0415
+
+    if graph is None:
+        ctx = click.get_current_context(silent=True)
+        graph = ctx.meta.get("relu_surgery.graph") if ctx is not None else None
+    if out and not dry_run:
+        save(new_model, out, report, force=force)
+    if graph:
+        from ..report.drawing import draw_report  # noqa: PLC0415
+
+        draw_report(report, graph)
+        click.echo(f"graph drawn to {graph}", err=True)
+    if as_json:
+        click.echo(report.dumps())
+    elif markdown:
+        click.echo(report.to_markdown(), nl=False)
+    else:
+        render_report(_console(), report)
+    if code_diff:
+        click.echo(report.code_diff() or "(no change in the generated code)", nl=False)
+    if out and not dry_run and not as_json:
+        click.echo(f"saved to {out}", err=True)
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands in ``LAZY_COMMANDS`` are imported only when used (fast ``--help``)."""
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx, cmd_name):
+        if cmd_name in LAZY_COMMANDS:
+            import importlib  # noqa: PLC0415
+
+            module_name, attr = LAZY_COMMANDS[cmd_name].split(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, cmd_name)
+
+
+# Subcommands living in other modules: name -> "module:attribute" (each module keeps heavy imports inside).
+LAZY_COMMANDS: dict[str, str] = {
+    "crelu": "relu_surgery.cli.swaps:crelu",
+    "normprop": "relu_surgery.cli.swaps:normprop",
+    "swap": "relu_surgery.cli.swaps:swap",
+    "convert": "relu_surgery.cli.convert:convert",
+    "probe": "relu_surgery.cli.probe:probe",
+    "train": "relu_surgery.train.command:train_command",
+}
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="relu-surgery")
+def cli():
+    """Rewrite the activations of PyTorch networks (EraseReLU, CReLU, NormProp, PReLU) and show what changed."""
+
+
+@cli.command()
+@click.argument("model")
+@model_options
+@discovery_options
+@selection_options
+@output_options
+def erase(model, model_args, weights, pretrained, input_size, block_types, block_names, proportion, location,
+          blocks_spec, stage, random_, seed, activations, dry_run, as_json, markdown, code_diff, out, force):
+    """EraseReLU: remove the last (or first/all/N-th) activation of a proportion of MODEL's blocks.
+
+    MODEL is a zoo, timm or torchvision name (timm:/tv:/zoo: force one), module:callable, or a saved directory.
+    """
+    from ..surgery.erase import erase as erase_fn  # noqa: PLC0415
+
+    net = load_model(model, model_args, weights, pretrained)
+    new_model, report = erase_fn(
+        net, proportion=proportion, location=location, blocks=blocks_spec, activations=activations,
+        stage=stage, random=random_, seed=seed, example_input=example_input(input_size),
+        block_types=block_types, block_names=block_names, dry_run=dry_run, check=forward_check(),
+    )
+    emit(report, new_model, dry_run, as_json, markdown, code_diff, out, force)
+
+
+@cli.command()
+@click.argument("model")
+@model_options
+@discovery_options
+@click.option("--json", "as_json", is_flag=True, help="Print the blocks and sites as JSON.")
+def inspect(model, model_args, weights, pretrained, input_size, block_types, block_names, as_json):
+    """List MODEL's blocks (index, name, type) and their activation sites (name, spelling, location)."""
+    from ..graph.analysis import count_sites  # noqa: PLC0415
+    from ..graph.blocks import BlockSpec, discover_blocks  # noqa: PLC0415
+    from ..report.terminal import render_blocks  # noqa: PLC0415
+    from ..graph.tracing import annotate_shapes, trace  # noqa: PLC0415
+
+    net = load_model(model, model_args, weights, pretrained)
+    traced = trace(net)
+    x = example_input(input_size)
+    if x is not None:
+        annotate_shapes(traced, x)
+    blocks = discover_blocks(traced, BlockSpec(tuple(block_types), tuple(block_names)))
+    if as_json:
+        click.echo(json.dumps({
+            "model": model, "blocks": [b.to_dict() for b in blocks],
+            "sites": count_sites(traced.graph_module), "leaves": traced.leaves,
+        }, indent=2))
+        return
+    render_blocks(_console(), blocks, model)
+    if traced.leaves:
+        click.echo("leaves (not traced): " + ", ".join(traced.leaves))
+    if not blocks:
+        click.echo("no blocks found: name them with --block-type CLASS or --block-name GLOB", err=True)
+
+
+@cli.command()
+@click.option("--source", type=click.Choice(["zoo", "timm", "torchvision"]), default=None, help="Only this source.")
+@click.option("--filter", "pattern", default=None, help="Only names matching this glob.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def models(source, pattern, as_json):
+    """List the model names relu-surgery can build (zoo first)."""
+    import fnmatch  # noqa: PLC0415
+
+    from ..models.resolve import list_models  # noqa: PLC0415
+
+    rows = [(n, s) for n, s in list_models(source) if pattern is None or fnmatch.fnmatchcase(n, pattern)]
+    if as_json:
+        click.echo(json.dumps([{"name": n, "source": s} for n, s in rows], indent=2))
+    else:
+        for n, s in rows:
+            click.echo(f"{s:<12} {n}")
+
+
+def main(argv=None) -> int:
+    """Entry point: run the CLI, turning user errors into one line on stderr and exit code 2."""
+    from ..errors import SurgeryError  # noqa: PLC0415 (light module)
+
+    try:
+        cli.main(args=argv, prog_name="relu-surgery", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except SurgeryError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    except Exception as exc:  # a bug in relu_surgery or the user's model code: still one line
+        if os.environ.get("RELU_SURGERY_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        click.echo(f"error: {type(exc).__name__}: {first} (set RELU_SURGERY_DEBUG=1 for the traceback)", err=True)
+        return 1
+    return 0
+

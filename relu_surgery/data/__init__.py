@@ -1,0 +1,1 @@
+"""Datasets on disk: file readers (IDX, CIFAR batches, SVHN) and the dataset registry."""

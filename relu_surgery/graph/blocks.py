@@ -1,0 +1,382 @@
+"""Find the basic modules (blocks) of a traced model and the activation sites inside each.
+
+Discovery, in order (the first rule that finds anything decides):
+
+1. **User override**: module types / class-name globs, qualified-name globs or a predicate.
+2. **Structure**: a module that owns a residual ``+`` (both operands flow from its input, one
+   through a weight layer), or a ``cat`` of two or more weighted branches (Inception), or whose
+   class is a registered block type (``Inception*``, dense layers); every other module of the same
+   class is a block too (MobileNetV2's non-residual inverted residuals). Innermost wins, so a stage
+   holding blocks is not itself a block.
+3. **Repeated classes**: custom module classes used twice or more that hold a weight layer and an
+   activation (plain VGG-style modules).
+4. **Units**: weight -> [norm] -> activation -> [dropout/pool] runs of the graph that are not
+   modules of their own (the units of a ``Sequential``: VGG, MLP).
+
+A site's location is ``last`` when the block output is reached from it through no weight layer,
+norm or other activation (only add / cat / pool / dropout / identity / reshape), ``first`` for the
+first other site in execution order, ``middle`` otherwise.
+
+Example:
+    >>> import torchvision
+    >>> from relu_surgery.graph.tracing import trace
+    >>> blocks = discover_blocks(trace(torchvision.models.resnet18()))
+    >>> len(blocks), blocks[0].name, [s.name for s in blocks[0].last_sites]
+    (8, 'layer1.0', ['layer1.0.relu_1'])
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch.fx as fx
+import torch.nn as nn
+
+from .activations import activation_of, submodule
+from .ops import is_cat, is_tensor_add, op_role
+from .records import Block, Site
+from .tracing import TracedModel
+
+__all__ = ["BLOCK_TYPE_PATTERNS", "register_block_type", "BlockSpec", "discover_blocks"]
+
+BLOCK_TYPE_PATTERNS: list[str] = ["Inception*", "_DenseLayer", "DenseLayer"]
+# Never blocks: auxiliary classifiers (torchvision's InceptionAux exists only in training mode).
+NOT_BLOCK_PATTERNS: list[str] = ["*Aux"]
+_PASS_ROLES = ("transparent", "merge")
+
+
+def register_block_type(pattern: str) -> None:
+    """Make every module whose class name matches ``pattern`` (a glob) a block.
+
+    Example:
+        >>> register_block_type("MyFancyUnit")
+        >>> "MyFancyUnit" in BLOCK_TYPE_PATTERNS
+        True
+    """
+    if pattern not in BLOCK_TYPE_PATTERNS:
+        BLOCK_TYPE_PATTERNS.append(pattern)
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """A user's override of discovery: class types or name globs, module-name globs, a predicate.
+
+    ``predicate(name, module) -> bool`` decides per qualified module name (``module`` is None for a
+    container a rewritten GraphModule no longer holds).
+    """
+
+    types: tuple = ()
+    names: tuple[str, ...] = ()
+    predicate: Callable[[str, nn.Module], bool] | None = None
+
+    def to_recipe(self) -> dict:
+        """JSON form for a recipe (types by class name); a predicate cannot be recorded."""
+        out = {"block_types": [t if isinstance(t, str) else t.__name__ for t in self.types],
+               "block_names": list(self.names)}
+        if self.predicate is not None:
+            out["predicate"] = getattr(self.predicate, "__qualname__", repr(self.predicate))
+        return out
+
+    def __bool__(self) -> bool:
+        return bool(self.types or self.names or self.predicate)
+
+    def matches(self, name: str, module: nn.Module, class_name: str) -> bool:
+        for t in self.types:
+            if isinstance(t, type) and ((module is not None and isinstance(module, t)) or t.__name__ == class_name):
+                return True
+            if isinstance(t, str) and fnmatch.fnmatchcase(class_name, t):
+                return True
+        if any(fnmatch.fnmatchcase(name, g) for g in self.names):
+            return True
+        return bool(self.predicate and self.predicate(name, module))
+
+
+@dataclass
+class _Region:
+    name: str
+    type: str
+    stage: str | None
+    rule: str
+    nodes: list[fx.Node]
+
+
+class _Graph:
+    """Per-graph caches: node roles, module regions (nodes by scope), flows from region inputs."""
+
+    def __init__(self, traced: TracedModel):
+        self.gm = traced.graph_module
+        self.nodes = [n for n in self.gm.graph.nodes]
+        self.roles = {n: op_role(n, self.gm) for n in self.nodes}
+        self.regions: dict[str, list[fx.Node]] = {}
+        self.types: dict[str, str] = {}
+        for node in self.nodes:
+            scope = node.meta.get("rs_scope", ())
+            for path, cls in zip(scope, node.meta.get("rs_scope_types", ("",) * len(scope))):
+                if path:
+                    self.regions.setdefault(path, []).append(node)
+                    self.types.setdefault(path, cls)
+        self.region_sets = {p: set(nodes) for p, nodes in self.regions.items()}
+        self.leaf_targets = {str(n.target) for n in self.nodes if n.op == "call_module"}
+        self._flows: dict[str, tuple[set, set]] = {}
+
+        self.source = traced.source
+        self.opaque = set(traced.leaves)
+
+    def module(self, path: str) -> nn.Module | None:
+        """The module at ``path``; None when a rewritten GraphModule no longer holds it."""
+        try:
+            return submodule(self.source, path)
+        except AttributeError:
+            return None
+
+    def class_name(self, path: str) -> str:
+        return self.types[path].rsplit(".", 1)[-1]
+
+    def flow(self, path: str) -> tuple[set, set]:
+        """(reached, weighted): region nodes fed by the region input, and those via a weight op."""
+        if path not in self._flows:
+            nodes = self.regions[path]
+            inside = self.region_sets[path]
+            reached: set = set()
+            weighted: set = set()
+            for n in nodes:
+                ins = n.all_input_nodes
+                if any((a not in inside and a.op != "get_attr") or a in reached for a in ins):
+                    reached.add(n)
+                    if self.roles[n] == "weight" or any(a in weighted for a in ins):
+                        weighted.add(n)
+            self._flows[path] = (reached, weighted)
+        return self._flows[path]
+
+
+def _tensor_operands(node: fx.Node) -> list[fx.Node]:
+    if is_cat(node):
+        seq = node.args[0] if node.args else node.kwargs.get("tensors", ())
+        return [a for a in seq if isinstance(a, fx.Node)]
+    return [a for a in node.args[:2] if isinstance(a, fx.Node)]
+
+
+def _structural_candidates(g: _Graph) -> dict[str, str]:
+    cands: dict[str, str] = {}
+    for node in g.nodes:
+        scope = node.meta.get("rs_scope", ())
+        if not scope or g.roles[node] != "merge" or scope[-1] in g.leaf_targets:
+            continue
+        owner = scope[-1]
+        reached, weighted = g.flow(owner)
+        inside = g.region_sets[owner]
+        ops = _tensor_operands(node)
+        if is_tensor_add(node) and all(a in reached or a not in inside for a in ops) and any(a in weighted for a in ops):
+            cands.setdefault(owner, "residual")
+        elif is_cat(node) and sum(a in weighted for a in ops) >= 2:
+            cands.setdefault(owner, "multi-branch")
+    for path in g.regions:
+        cls = g.class_name(path)
+        if any(fnmatch.fnmatchcase(cls, p) for p in BLOCK_TYPE_PATTERNS) and path not in g.leaf_targets:
+            cands.setdefault(path, f"type {cls}")
+    classes = {g.types[p]: p for p in sorted(cands, key=lambda p: len(p))}
+    for path in g.regions:
+        first = classes.get(g.types[path])
+        if first is not None and path not in cands:
+            cands[path] = f"same type as {first}"
+    opaque_types = Counter(g.types[p] for p in g.opaque if p in g.types)
+    for path in g.opaque:
+        if opaque_types.get(g.types.get(path), 0) >= 2:
+            cands.setdefault(path, "opaque leaf")
+    for path in [p for p in cands if any(fnmatch.fnmatchcase(g.class_name(p), x) for x in NOT_BLOCK_PATTERNS)]:
+        del cands[path]
+    if cands:
+        _stage_siblings(g, cands)
+    return cands
+
+
+def _parent(path: str) -> str:
+    return path.rsplit(".", 1)[0] if "." in path else ""
+
+
+def _stage_siblings(g: _Graph, cands: dict[str, str]) -> None:
+    """Children of a container beside stages of blocks are blocks too (EfficientNet's first stage).
+
+    Only classes from the same Python module as the blocks count, so a stem of generic layers stays out.
+    """
+    inner = _innermost(cands)
+    stages = {_parent(p) for p in inner}
+    families = {g.types[p].rsplit(".", 1)[0] for p in inner}
+    children: dict[str, list[str]] = {}
+    for path in g.regions:
+        children.setdefault(_parent(path), []).append(path)
+    for stage in stages:
+        for sibling in children.get(_parent(stage), []):
+            if sibling in stages or not g.types[sibling].startswith("torch.nn.modules.container."):
+                continue
+            for child in children.get(sibling, []):
+                if (child not in cands and g.types[child].rsplit(".", 1)[0] in families
+                        and _has(g, child, "weight") and _has(g, child, "activation")):
+                    cands[child] = f"beside stage {stage}"
+
+
+def _ancestors(path: str) -> list[str]:
+    """The dotted prefixes of a module path: "a.b.c" -> ["a", "a.b"]."""
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _innermost(cands: Iterable[str]) -> list[str]:
+    """The candidates that contain no other candidate (in the given order)."""
+    cands = list(cands)
+    enclosing = {a for c in cands for a in _ancestors(c)}
+    return [c for c in cands if c not in enclosing]
+
+
+def _outermost(cands: Iterable[str]) -> list[str]:
+    """The candidates inside no other candidate (in the given order)."""
+    cands = list(cands)
+    present = set(cands)
+    return [c for c in cands if not any(a in present for a in _ancestors(c))]
+
+
+def _has(g: _Graph, path: str, role: str) -> bool:
+    return any(g.roles[n] == role for n in g.regions[path])
+
+
+def _repeated_classes(g: _Graph) -> list[str]:
+    by_class: dict[str, list[str]] = {}
+    for path in g.regions:
+        if g.types[path].startswith("torch.nn.") or path in g.leaf_targets:
+            continue
+        if _has(g, path, "weight") and _has(g, path, "activation"):
+            by_class.setdefault(g.types[path], []).append(path)
+    return _innermost(p for paths in by_class.values() if len(paths) >= 2 for p in paths)
+
+
+def _stage_of(path: str) -> str | None:
+    return path.rsplit(".", 1)[0] if "." in path else None
+
+
+def _module_regions(g: _Graph, paths: list[str], rules: dict[str, str]) -> list[_Region]:
+    regions = [
+        _Region(p, g.class_name(p), _stage_of(p), rules.get(p, ""), g.regions[p]) for p in paths
+    ]
+    order = {n: i for i, n in enumerate(g.nodes)}
+    return sorted(regions, key=lambda r: order[r.nodes[0]])
+
+
+def _unit_regions(g: _Graph) -> list[_Region]:
+    """Runs weight -> ... up to the next weight op, keeping those with an activation."""
+    units: list[list[fx.Node]] = []
+    for node in g.nodes:
+        role = g.roles[node]
+        if role in ("input", "output") or node.op == "get_attr":
+            continue
+        if role == "weight":
+            units.append([node])
+        elif units:
+            units[-1].append(node)
+    out = []
+    for nodes in units:
+        if not any(g.roles[n] == "activation" for n in nodes):
+            continue
+        head = nodes[0]
+        name = head.meta["rs_name"]
+        parts = [
+            type(submodule(g.gm, str(n.target))).__name__ if n.op == "call_module" else n.meta["rs_name"].rsplit(".", 1)[-1]
+            for n in nodes if g.roles[n] in ("weight", "norm", "activation")
+        ]
+        scope = head.meta.get("rs_scope", ())
+        stage = _stage_of(str(head.target)) if head.op == "call_module" else (scope[-1] if scope else None)
+        out.append(_Region(name, "unit(" + ", ".join(parts) + ")", stage, "unit", nodes))
+    return out
+
+
+def _form(g: _Graph, region: _Region, sites: tuple[Site, ...]) -> str:
+    """after-activation / pre-activation / linear-output / no-activation (see Block.form)."""
+    if region.name in g.opaque:
+        return "opaque"
+    if not sites:
+        return "no-activation"
+    if any(s.location == "last" for s in sites):
+        return "after-activation"
+    inside = set(region.nodes)
+    stack = [n for n in region.nodes if any(a not in inside and a.op != "get_attr" for a in n.all_input_nodes)]
+    seen = set(stack)
+    while stack:
+        n = stack.pop()
+        role = g.roles[n]
+        if role == "activation":
+            return "pre-activation"
+        if role == "weight":
+            continue
+        for u in n.users:
+            if u in inside and u not in seen:
+                seen.add(u)
+                stack.append(u)
+    return "linear-output"
+
+
+def _sites(g: _Graph, region: _Region) -> tuple[Site, ...]:
+    inside = set(region.nodes)
+    outputs = {n for n in region.nodes if any(u not in inside for u in n.users)}
+    acts = [n for n in region.nodes if g.roles[n] == "activation"]
+
+    def reaches_output(start: fx.Node) -> bool:
+        stack, seen = [start], set()
+        while stack:
+            n = stack.pop()
+            if n in outputs:
+                return True
+            for u in n.users:
+                if u in inside and u not in seen and g.roles[u] in _PASS_ROLES:
+                    seen.add(u)
+                    stack.append(u)
+        return False
+
+    sites, first_taken = [], False
+    for i, node in enumerate(acts, start=1):
+        ref = activation_of(node, g.gm)
+        if reaches_output(node):
+            location = "last"
+        elif not first_taken:
+            location, first_taken = "first", True
+        else:
+            location = "middle"
+        name = node.meta["rs_name"] + (".act" if ref.composite else "")
+        meta = node.meta.get("tensor_meta")
+        channels = int(meta.shape[1]) if meta is not None and len(getattr(meta, "shape", ())) > 1 else None
+        sites.append(Site(name, ref.kind, ref.spelling, location, i, node.name, ref.composite, channels))
+    return tuple(sites)
+
+
+def discover_blocks(traced: TracedModel, spec: BlockSpec | None = None) -> list[Block]:
+    """The blocks of a traced model, in execution order, each with its activation sites.
+
+    ``spec`` overrides discovery (see :class:`BlockSpec`). Returns an empty list when nothing
+    looks like a block.
+
+    Example:
+        >>> from relu_surgery.graph.tracing import trace
+        >>> mlp = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> [(b.name, b.type) for b in discover_blocks(trace(mlp))]
+        [('0', 'unit(Linear, ReLU)'), ('2', 'unit(Linear, ReLU)')]
+    """
+    g = _Graph(traced)
+    if spec:
+        paths = _outermost(p for p in g.regions if spec.matches(p, g.module(p), g.class_name(p)))
+        regions = _module_regions(g, paths, {p: "user" for p in paths})
+    else:
+        cands = _structural_candidates(g)
+        if cands:
+            regions = _module_regions(g, _innermost(cands), cands)
+        else:
+            repeated = _repeated_classes(g)
+            if repeated:
+                regions = _module_regions(g, repeated, {p: "repeated class" for p in repeated})
+            else:
+                regions = _unit_regions(g)
+    blocks = []
+    for i, r in enumerate(regions, start=1):
+        sites = _sites(g, r)
+        blocks.append(Block(i, r.name, r.type, r.stage, sites, r.rule, _form(g, r, sites)))
+    return blocks

@@ -1,0 +1,34 @@
+"""Resolve what a user names to a model: a saved rewrite directory, or a source name to build.
+
+Example:
+    >>> m = create_model("tv:resnet18", num_classes=10)
+    >>> m.rs_source["source"], m.fc.out_features
+    ('torchvision', 10)
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch.nn as nn
+
+from .saving import load
+from .sources import build_from_source, list_models
+
+__all__ = ["create_model", "list_models"]
+
+
+def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
+    """Build model ``name`` from the zoo, timm, torchvision, user code, or load a saved directory.
+
+    A directory written by ``--out`` / :func:`relu_surgery.save` is loaded with its rewrites
+    (:func:`relu_surgery.load`); anything else is built by
+    :func:`relu_surgery.models.sources.build_from_source` (random weights unless ``pretrained``).
+
+    Example:
+        >>> create_model("resnet18").rs_source["source"]
+        'timm'
+    """
+    if os.path.isdir(name):
+        return load(name)
+    return build_from_source(name, pretrained, **kwargs)

@@ -1,0 +1,72 @@
+"""Rich terminal views of reports and block lists (only the CLI imports this module).
+
+Example:
+    >>> from rich.console import Console
+    >>> import relu_surgery as rs, torchvision
+    >>> render_blocks(Console(width=120, record=True), rs.find_blocks(torchvision.models.resnet18()), "resnet18")
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from ..graph.records import Block
+from .report import Report
+
+__all__ = ["render_report", "render_blocks"]
+
+
+def render_blocks(console: Console, blocks: list[Block], title: str, selected=None) -> None:
+    """A table of blocks (index, name, type, stage) with each block's sites and their locations."""
+    table = Table(title=f"{title}: {len(blocks)} blocks", show_lines=False)
+    for col in ("#", "block", "type", "stage", "site", "kind", "spelling", "location"):
+        table.add_column(col, no_wrap=col in ("#", "location"))
+    chosen = set(selected or ())
+    for b in blocks:
+        style = "bold green" if b.index in chosen else None
+        sites = b.sites or ()
+        first = True
+        for s in sites or [None]:
+            row = [str(b.index), b.name, b.type, b.stage or ""] if first else ["", "", "", ""]
+            row += [s.name, s.kind, s.spelling, s.location] if s else ["(no activation)", "", "", ""]
+            table.add_row(*row, style=style)
+            first = False
+    console.print(table)
+
+
+def _render_block_summary(console: Console, report: Report) -> None:
+    chosen = set(report.selected)
+    table = Table(title=f"Blocks ({len(report.blocks)}; * = selected)")
+    for col in ("#", "sel", "block", "type", "sites", "last activation(s)"):
+        table.add_column(col)
+    for b in report.blocks:
+        last = ", ".join(s.name for s in b.last_sites) or "(none: block output is linear)"
+        table.add_row(str(b.index), "*" if b.index in chosen else "", b.name, b.type, str(len(b.sites)), last,
+                      style="green" if b.index in chosen else None)
+    console.print(table)
+
+
+def render_report(console: Console, report: Report, show_blocks: bool = True) -> None:
+    """The diff report: summary, selected blocks, every change, warnings."""
+    steps = " + ".join(s.rewrite for s in report.steps)
+    head = Table(title=f"relu_surgery {steps}: {report.model}" + (" (dry run: plan only)" if report.dry_run else ""),
+                 show_header=False)
+    head.add_column(style="bold")
+    head.add_column()
+    for key, value in report.summary_lines():
+        head.add_row(key, value)
+    console.print(head)
+    if show_blocks:
+        _render_block_summary(console, report)
+    changes = Table(title=f"Changes ({len(report.changes)})")
+    for col in ("block", "site", "before", "after"):
+        changes.add_column(col)
+    for c in report.changes:
+        changes.add_row(str(c.block), c.site, c.before, c.after)
+    console.print(changes)
+    if report.warnings:
+        for w in report.warnings:
+            console.print(f"[yellow]warning:[/yellow] {w}")
+    else:
+        console.print("warnings: none")

@@ -1,0 +1,348 @@
+"""Read a residual block's anatomy off the traced graph: pre-activation or after-activation.
+
+Pure analysis for the pre-/after-activation conversions (seeds 000 and 003). Each finder returns a
+small frozen record of node names, or None when the block does not have that shape:
+
+* :class:`PreActUnit` — ``x -> norm -> act (= P) -> conv ... conv -> [+ shortcut] -> add`` and the
+  block output is the bare addition (timm ``PreActBottleneck`` / ``PreActBasic``, the zoo's
+  pre-activation and Wide ResNets, a user's own BN + ``F.relu`` block). A composite norm+act leaf
+  (timm ``BatchNormAct2d``) is the norm and the act at once.
+* :class:`PostActUnit` — ``x -> conv -> norm -> act ... conv -> norm -> add(shortcut) -> act``
+  (torchvision / timm ``BasicBlock`` / ``Bottleneck``, the zoo's ``cifar_resnet*``).
+* :class:`Chain` — a norm+act run outside every block: the stem's (after the stem conv) or the
+  final one before the head.
+
+Example:
+    >>> import relu_surgery as rs
+    >>> from relu_surgery.graph.analysis import analyze
+    >>> a = analyze(rs.create_model("preact_resnet110"))
+    >>> unit = preact_unit(a.graph_module, a.blocks[18])
+    >>> unit.norm, unit.act, unit.last_weight, unit.proj_weight
+    ('layer2_0_bn1', 'layer2_0_relu', 'layer2_0_conv2', 'layer2_0_shortcut_0')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.fx as fx
+
+from ...graph.activations import activation_of
+from ...graph.ops import is_tensor_add, op_role
+from ...graph.records import Block
+
+__all__ = ["PreActUnit", "PostActUnit", "Chain", "preact_unit", "postact_unit", "any_preactivation", "stem_chain",
+           "final_chain", "block_region", "block_regions", "outside_blocks", "walk_back", "out_channels",
+           "in_channels", "identity_readers", "stem_anchor"]
+
+
+@dataclass(frozen=True)
+class PreActUnit:
+    """A pre-activation block: ``norm``/``act`` lead the residual branch (``norm`` None: composite)."""
+
+    block: int
+    name: str
+    input: str
+    norm: str | None
+    act: str
+    add: str
+    last_weight: str
+    proj_weight: str | None  # a projection conv with no norm after it yet
+
+
+@dataclass(frozen=True)
+class PostActUnit:
+    """An after-activation block: ``act`` follows ``add``; ``last_norm`` follows ``last_weight``."""
+
+    block: int
+    name: str
+    input: str
+    add: str
+    act: str
+    last_weight: str
+    last_norm: str | None
+    proj_weight: str | None
+    proj_norm: str | None
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A norm -> act run (``norm`` None when ``act`` is a composite leaf) next to ``anchor``."""
+
+    anchor: str
+    norm: str | None
+    act: str
+
+
+def _role(node: fx.Node, gm: fx.GraphModule) -> str:
+    return op_role(node, gm)
+
+
+def _is_composite(node: fx.Node, gm: fx.GraphModule) -> bool:
+    ref = activation_of(node, gm)
+    return ref is not None and ref.composite is not None
+
+
+def walk_back(node: fx.Node, gm: fx.GraphModule, stop=()) -> fx.Node:
+    """Follow single-input transparent ops (pool, dropout, identity, pad, ...) backwards.
+
+    The walk ends at a node of ``stop`` (a block input that is itself a pool, say).
+    """
+    while node not in stop and _role(node, gm) == "transparent":
+        ins = [a for a in node.all_input_nodes if a.op != "get_attr"]
+        if len(ins) != 1:
+            break
+        node = ins[0]
+    return node
+
+
+def _walk_forward(node: fx.Node, gm: fx.GraphModule) -> fx.Node | None:
+    """The first non-transparent node of the single-user chain after ``node``."""
+    while len(node.users) == 1:
+        node = next(iter(node.users))
+        if _role(node, gm) != "transparent":
+            return node
+    return None
+
+
+def block_region(gm: fx.GraphModule, name: str) -> list[fx.Node]:
+    """The nodes of the block called ``name`` (its module scope), in graph order."""
+    return [n for n in gm.graph.nodes if name in n.meta.get("rs_scope", ())]
+
+
+def block_regions(gm: fx.GraphModule, blocks) -> dict[str, list[fx.Node]]:
+    """:func:`block_region` of every block in one pass over the graph: block name -> nodes."""
+    regions: dict[str, list[fx.Node]] = {b.name: [] for b in blocks}
+    for node in gm.graph.nodes:
+        for scope in node.meta.get("rs_scope", ()):
+            region = regions.get(scope)
+            if region is not None:
+                region.append(node)
+    return regions
+
+
+def any_preactivation(gm: fx.GraphModule, blocks) -> bool:
+    """True when one of ``blocks`` is a pre-activation unit (:func:`preact_unit`)."""
+    regions = block_regions(gm, blocks)
+    return any(preact_unit(gm, b, regions[b.name]) is not None for b in blocks)
+
+
+def outside_blocks(node: fx.Node, blocks) -> bool:
+    """True when ``node`` belongs to none of ``blocks`` (by module scope)."""
+    scope = set(node.meta.get("rs_scope", ()))
+    return not any(b.name in scope for b in blocks)
+
+
+def _boundary(nodes: list[fx.Node]) -> tuple[fx.Node, fx.Node] | None:
+    inside = set(nodes)
+    ins = {a for n in nodes for a in n.all_input_nodes if a not in inside and a.op != "get_attr"}
+    outs = [n for n in nodes if any(u not in inside for u in n.users)]
+    if len(ins) != 1 or len(outs) != 1:
+        return None
+    return next(iter(ins)), outs[0]
+
+
+def _module_attr(gm: fx.GraphModule, node: fx.Node, *attrs):
+    if node.op != "call_module":
+        return None
+    module = gm.get_submodule(str(node.target))
+    for attr in attrs:
+        value = getattr(module, attr, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _meta_channels(node: fx.Node) -> int | None:
+    meta = node.meta.get("tensor_meta")
+    shape = getattr(meta, "shape", None)
+    return int(shape[1]) if shape is not None and len(shape) > 1 else None
+
+
+def out_channels(gm: fx.GraphModule, node: fx.Node) -> int | None:
+    """Output channels of a weight or norm node (module attributes, else recorded shapes)."""
+    found = _module_attr(gm, node, "out_channels", "out_features", "num_features", "num_channels")
+    return found if found is not None else _meta_channels(node)
+
+
+def in_channels(gm: fx.GraphModule, x: fx.Node, inside: set) -> int | None:
+    """Channels of block input ``x``: the ``in_channels`` of a weight layer it feeds, else its shape."""
+    stack, seen = list(x.users), set()
+    while stack:
+        node = stack.pop(0)
+        if node in seen or node not in inside:
+            continue
+        seen.add(node)
+        role = _role(node, gm)
+        if role == "weight":
+            found = _module_attr(gm, node, "in_channels", "in_features")
+            if found is not None:
+                return found
+        elif role in ("transparent", "norm", "activation"):
+            stack.extend(node.users)
+    return _meta_channels(x)
+
+
+def _lead(x: fx.Node, inside: set, gm: fx.GraphModule) -> tuple[fx.Node | None, fx.Node] | None:
+    """The norm -> act (or composite) that consumes the block input, if exactly one does."""
+    found = []
+    for user in x.users:
+        if user not in inside:
+            continue
+        role = _role(user, gm)
+        if role == "activation" and _is_composite(user, gm):
+            found.append((None, user))
+        elif role == "norm" and len(user.users) == 1:
+            act = next(iter(user.users))
+            if act in inside and _role(act, gm) == "activation" and not _is_composite(act, gm):
+                found.append((user, act))
+    return found[0] if len(found) == 1 else None
+
+
+def _classify(operand: fx.Node, sources: tuple, gm: fx.GraphModule):
+    """('identity'|'projection'|'residual', weight, norm) for one operand of the addition.
+
+    ``sources`` are the nodes a shortcut may start from (the block input, and for pre-activation
+    blocks also the pre-activated tensor). ``(None, None, None)``: neither shape.
+    """
+    origin = walk_back(operand, gm, sources)
+    if origin in sources:
+        return "identity", None, None
+    norm = None
+    if _role(origin, gm) == "norm" and origin.all_input_nodes:
+        norm, origin = origin, walk_back(origin.all_input_nodes[0], gm, sources)
+    if _role(origin, gm) != "weight" or not origin.all_input_nodes:
+        return None, None, None
+    source = walk_back(origin.all_input_nodes[0], gm, sources)
+    return ("projection" if source in sources else "residual"), origin, norm
+
+
+def _parts(add: fx.Node, sources: tuple, gm: fx.GraphModule) -> dict | None:
+    """{'residual': (weight, norm), 'identity'|'projection': (weight, norm)} or None."""
+    parts = {}
+    for operand in [a for a in add.args[:2] if isinstance(a, fx.Node)]:
+        kind, weight, norm = _classify(operand, sources, gm)
+        if kind is None or kind in parts:
+            return None
+        parts[kind] = (weight, norm)
+    return parts if "residual" in parts and len(parts) == 2 else None
+
+
+def _name(node: fx.Node | None) -> str | None:
+    return node.name if node is not None else None
+
+
+def _region_bounds(gm: fx.GraphModule, block: Block, region: list[fx.Node] | None):
+    """(input, output, set of nodes) of ``block``'s region (``region`` when given), or None."""
+    nodes = block_region(gm, block.name) if region is None else region
+    bounds = _boundary(nodes)
+    return None if bounds is None else (*bounds, set(nodes))
+
+
+def preact_unit(gm: fx.GraphModule, block: Block, region: list[fx.Node] | None = None) -> PreActUnit | None:
+    """The pre-activation anatomy of ``block``, or None when it is not a pre-activation block.
+
+    A pre-activation block's first op on the residual branch is norm -> act and its output is the
+    bare addition; its shortcut is the identity (of the input or of the pre-activated input) or a
+    projection conv.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(rs.create_model("wrn_52_1"))
+        >>> preact_unit(a.graph_module, a.blocks[0]).proj_weight is None
+        True
+    """
+    bounds = _region_bounds(gm, block, region)
+    if bounds is None:
+        return None
+    x, out, inside = bounds
+    add, lead = walk_back(out, gm, (x,)), _lead(x, inside, gm)
+    if lead is None or add not in inside or not is_tensor_add(add):
+        return None
+    norm, act = lead
+    parts = _parts(add, (x, act), gm)
+    if parts is None or parts["residual"][1] is not None:
+        return None  # a residual branch that ends in a norm is not a pre-activation unit
+    proj, proj_norm = parts.get("projection", (None, None))
+    return PreActUnit(block.index, block.name, x.name, _name(norm), act.name, add.name,
+                      parts["residual"][0].name, None if proj_norm is not None else _name(proj))
+
+
+def postact_unit(gm: fx.GraphModule, block: Block, region: list[fx.Node] | None = None) -> PostActUnit | None:
+    """The after-activation anatomy of ``block``, or None (the output must be act(add(...))).
+
+    Example:
+        >>> import torchvision
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(torchvision.models.resnet18())
+        >>> postact_unit(a.graph_module, a.blocks[2]).proj_norm
+        'layer2_0_downsample_1'
+    """
+    bounds = _region_bounds(gm, block, region)
+    if bounds is None:
+        return None
+    x, out, inside = bounds
+    if _role(out, gm) != "activation" or _is_composite(out, gm) or not out.all_input_nodes:
+        return None
+    add = walk_back(out.all_input_nodes[0], gm, (x,))
+    if add not in inside or not is_tensor_add(add) or _lead(x, inside, gm) is not None:
+        return None
+    parts = _parts(add, (x,), gm)
+    if parts is None:
+        return None
+    (last, last_norm), (proj, proj_norm) = parts["residual"], parts.get("projection", (None, None))
+    return PostActUnit(block.index, block.name, x.name, add.name, out.name, last.name, _name(last_norm),
+                       _name(proj), _name(proj_norm))
+
+
+def stem_chain(gm: fx.GraphModule, x: fx.Node, blocks, need_norm: bool = True) -> Chain | None:
+    """The stem's norm -> act feeding block input ``x`` (through pools), outside every block.
+
+    ``anchor`` is the weight node the norm follows (the stem conv). With ``need_norm`` False only
+    the activation is required.
+    """
+    act = walk_back(x, gm)
+    if _role(act, gm) != "activation" or not outside_blocks(act, blocks) or not act.all_input_nodes:
+        return None
+    if _is_composite(act, gm):
+        anchor = walk_back(act.all_input_nodes[0], gm)
+        return Chain(anchor.name, None, act.name) if _role(anchor, gm) == "weight" else None
+    norm = act.all_input_nodes[0]
+    if _role(norm, gm) == "norm" and outside_blocks(norm, blocks) and len(norm.users) == 1:
+        return Chain(norm.all_input_nodes[0].name, norm.name, act.name)
+    return None if need_norm else Chain(norm.name, None, act.name)
+
+
+def final_chain(gm: fx.GraphModule, add: fx.Node, blocks) -> Chain | None:
+    """The norm -> act between the last block's addition and the head (seed 003's extra activation)."""
+    first = _walk_forward(add, gm)
+    if first is None or not outside_blocks(first, blocks):
+        return None
+    if _role(first, gm) == "activation" and _is_composite(first, gm):
+        return Chain(add.name, None, first.name)
+    if _role(first, gm) == "norm" and len(first.users) == 1:
+        act = next(iter(first.users))
+        if _role(act, gm) == "activation" and not _is_composite(act, gm) and outside_blocks(act, blocks):
+            return Chain(add.name, first.name, act.name)
+    return None
+
+
+def identity_readers(gm: fx.GraphModule, x: fx.Node, add: fx.Node) -> set:
+    """The nodes that read ``x`` on an identity (weight-free) shortcut into ``add``."""
+    out = set()
+    for operand in [a for a in add.args[:2] if isinstance(a, fx.Node)]:
+        reader, node = add, operand
+        while node is not x and _role(node, gm) == "transparent" and len(node.all_input_nodes) == 1:
+            reader, node = node, node.all_input_nodes[0]
+        if node is x:
+            out.add(reader)
+    return out
+
+
+def stem_anchor(gm: fx.GraphModule, x: fx.Node, blocks) -> fx.Node:
+    """The stem weight layer before block input ``x`` (through pools), else ``x`` itself."""
+    found = walk_back(x, gm)
+    if _role(found, gm) == "weight" and outside_blocks(found, blocks):
+        return found
+    return x

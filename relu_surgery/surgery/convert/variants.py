@@ -1,0 +1,95 @@
+"""Seed 003 Fig. 4 (b) and (c): the after-activation unit with its norm or activation moved.
+
+* ``bn-after-add`` (Fig. 4b): the norm after the last conv of the residual branch moves to after
+  the addition (before the activation): x_{l+1} = act(BN(S(x_l) + conv(...))). The norm keeps its
+  module path and values (it normalises the same channels), so the state dict is unchanged.
+* ``relu-before-add`` (Fig. 4c): the activation after the addition moves to the end of the
+  residual branch: x_{l+1} = S(x_l) + act(BN(conv(...))). Same module, state dict unchanged.
+
+Both change what the network computes; they are ablations, to be trained.
+
+Example:
+    >>> import torchvision
+    >>> from relu_surgery.graph.analysis import analyze
+    >>> plan = plan_bn_after_add(analyze(torchvision.models.resnet18()))
+    >>> plan.norms_moved[0]
+    ('layer1.0.bn2', 'layer1.0.bn2', 'after the addition layer1.0.add')
+"""
+
+from __future__ import annotations
+
+import torch.fx as fx
+
+from ...graph.analysis import Analysis
+from .anatomy import PostActUnit, any_preactivation, postact_unit
+from .edit import describe, move_after
+from .planning import ConvertPlan, PlanBook, find_units, site_name, step_report
+
+__all__ = ["plan_bn_after_add", "apply_bn_after_add", "plan_relu_before_add", "apply_relu_before_add"]
+
+
+def _units(analysis: Analysis, need_norm: bool) -> tuple[list[PostActUnit], list[str]]:
+    def finder(gm, block, region):
+        unit = postact_unit(gm, block, region)
+        return None if unit is None or (need_norm and unit.last_norm is None) else unit
+
+    missing = "after-activation residual blocks" + (" with a norm after the last conv" if need_norm else "")
+    if any_preactivation(analysis.graph_module, analysis.blocks):
+        missing += " (its blocks are pre-activation: convert to after-activation first)"
+    return find_units(analysis, finder, "an after-activation residual block", missing)
+
+
+def _reason(units, analysis: Analysis) -> str:
+    return f"after-activation residual blocks (activation after the addition): {len(units)} of {len(analysis.blocks)}"
+
+
+def plan_bn_after_add(analysis: Analysis) -> ConvertPlan:
+    """Plan Fig. 4b: every after-activation block's last norm moves to after the addition."""
+    units, warnings = _units(analysis, need_norm=True)
+    book = PlanBook(analysis)
+    for unit in units:
+        norm, add = book.nodes[unit.last_norm], book.nodes[unit.add]
+        where = f"after the addition {site_name(add)}"
+        book.move(unit.block, norm, f"after {site_name(book.nodes[unit.last_weight])}", str(norm.target), where)
+    return book.plan(analysis, {"to": "bn-after-add"}, units, _reason(units, analysis), warnings)
+
+
+def apply_bn_after_add(gm: fx.GraphModule, plan: ConvertPlan):
+    """Apply :func:`plan_bn_after_add`'s plan: conv -> add -> norm -> act."""
+    nodes = {n.name: n for n in gm.graph.nodes}
+    before = set(nodes.values())
+    for unit in plan.units:
+        norm, add = nodes[unit.last_norm], nodes[unit.add]
+        source = norm.all_input_nodes[0]
+        norm.replace_all_uses_with(source)
+        norm.replace_input_with(source, add)
+        add.replace_all_uses_with(norm, delete_user_cb=lambda user: user is not norm)
+        move_after(add, norm)
+    return step_report(gm, plan, before, [])
+
+
+def plan_relu_before_add(analysis: Analysis) -> ConvertPlan:
+    """Plan Fig. 4c: every after-activation block's post-addition activation moves before the addition."""
+    units, warnings = _units(analysis, need_norm=False)
+    book = PlanBook(analysis)
+    for unit in units:
+        act = book.nodes[unit.act]
+        anchor = book.nodes[unit.last_norm or unit.last_weight]
+        kind = book.kind(unit.act)
+        book.change(unit.block, site_name(act), f"{describe(book.gm, act)} after the addition",
+                    f"{describe(book.gm, act)} before the addition, after {site_name(anchor)}", unit.act, kind, kind)
+    return book.plan(analysis, {"to": "relu-before-add"}, units, _reason(units, analysis), warnings)
+
+
+def apply_relu_before_add(gm: fx.GraphModule, plan: ConvertPlan):
+    """Apply :func:`plan_relu_before_add`'s plan: conv -> norm -> act -> add."""
+    nodes = {n.name: n for n in gm.graph.nodes}
+    before = set(nodes.values())
+    for unit in plan.units:
+        act, anchor = nodes[unit.act], nodes[unit.last_norm or unit.last_weight]
+        source = act.all_input_nodes[0]
+        act.replace_all_uses_with(source)
+        act.replace_input_with(source, anchor)
+        anchor.replace_all_uses_with(act, delete_user_cb=lambda user: user is not act)
+        move_after(anchor, act)
+    return step_report(gm, plan, before, [])

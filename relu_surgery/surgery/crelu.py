@@ -1,0 +1,308 @@
+"""CReLU (seed 002): replace chosen ReLU sites by ``cat(relu(x), relu(-x))`` and widen their consumers.
+
+Placement as in seed 002 (Fig. 1): inside residual blocks, never on the identity path; a basic
+block's activation after its first conv, a bottleneck's activations after its first two convs.
+That is ``location="inner"`` (default): every site of a block before its last activation(s).
+``"all"``, ``"first"``, ``"last"`` or a site number choose otherwise (VGG/MLP units have only
+"last" sites).
+
+The producer keeps its channel count; every consumer weight layer (conv or linear) reached from the
+site through channel-wise ops only (pool, dropout, identity) gets doubled input channels. A site
+whose output reaches an add, a norm, a concat, another activation or the model output before a
+weight layer is not eligible, and the plan says why. Grouped and depthwise consumers stay correct:
+the CReLU interleaves its copies per group (see :class:`relu_surgery.surgery.layers.CReLU`).
+
+``init="preserve"`` (default) gives each consumer the weight ``[W, 0]`` per group, so the new model
+computes the same function as the old; ``init="random"`` re-initialises each consumer (PyTorch's
+default init for its new shape, as when training a CReLU network from scratch).
+
+Example:
+    >>> import torch, torchvision
+    >>> new, report = crelu(torchvision.models.resnet18(), example_input=torch.randn(1, 3, 64, 64))
+    >>> [c.site for c in report.changes][:2], report.state_dict["reshaped"][0]
+    (['layer1.0.relu', 'layer1.1.relu'], 'layer1.0.conv2.weight: (64, 64, 3, 3) -> (64, 128, 3, 3)')
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+
+from ..graph.activations import activation_of, normalize_kinds
+from ..graph.analysis import Analysis
+from ..graph.blocks import BlockSpec
+from ..errors import SelectionError, SurgeryError
+from ..graph.ops import is_tensor_add, op_role
+from .layers import CReLU, NormPropConv2d, NormPropCorrection
+from ..graph.records import Block, Site
+from .plan import Plan
+from ..report.records import SiteChange
+from ..report.report import Report, StepReport
+from .selection import select_blocks
+from ..graph.tracing import annotate_shapes
+from .edits import call_counts, composite_with_act, free_path, insert_after, qualified, replace_with_module, site_path
+from .pipeline import Step, run_rewrite
+from .erase import parse_location, sites_at
+
+__all__ = ["crelu", "crelu_step", "find_consumers", "widen_input", "INITS"]
+
+INITS = ("preserve", "random")
+_WIDENABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, NormPropConv2d)
+_CHANNELWISE_MODULES = (
+    nn.Identity, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
+    nn.modules.dropout._DropoutNd, nn.ZeroPad2d, nn.Upsample, NormPropCorrection,
+)
+_CHANNELWISE_CLASS_NAMES = {"DropPath", "StochasticDepth", "DropBlock2d"}
+_CHANNELWISE_FUNCTIONS = {
+    torch.nn.functional.max_pool1d, torch.nn.functional.max_pool2d, torch.nn.functional.max_pool3d,
+    torch.nn.functional.avg_pool1d, torch.nn.functional.avg_pool2d, torch.nn.functional.avg_pool3d,
+    torch.nn.functional.adaptive_avg_pool2d, torch.nn.functional.adaptive_max_pool2d,
+    torch.nn.functional.dropout, torch.nn.functional.dropout2d, torch.nn.functional.interpolate,
+}
+_CHANNELWISE_METHODS = {"contiguous", "clone", "float", "half", "to", "type_as"}
+_ROLE_REASONS = {
+    "norm": "a norm layer", "activation": "another activation",
+    "output": "the model output",
+}
+
+
+def _channelwise(node: fx.Node, gm: fx.GraphModule) -> bool:
+    if node.op == "call_module":
+        module = gm.get_submodule(str(node.target))
+        return isinstance(module, _CHANNELWISE_MODULES) or type(module).__name__ in _CHANNELWISE_CLASS_NAMES
+    if node.op == "call_function":
+        return node.target in _CHANNELWISE_FUNCTIONS
+    return node.op == "call_method" and node.target in _CHANNELWISE_METHODS
+
+
+def _consumer_problem(user: fx.Node, came_from: fx.Node, gm: fx.GraphModule, counts: dict, ndim) -> str | None:
+    """Why the weight node ``user`` cannot take doubled input channels (None when it can)."""
+    target = str(user.target)
+    module = gm.get_submodule(target)
+    if type(module) not in _WIDENABLE:
+        return f"its consumer {target} is a {type(module).__name__}, which cannot be widened exactly"
+    if counts.get(target, 0) != 1:
+        return f"its consumer {target} is called {counts.get(target, 0)} times"
+    if user.args[:1] != (came_from,) or len(user.all_input_nodes) != 1:
+        return f"its consumer {target} takes other inputs"
+    if isinstance(module, nn.Linear) and ndim != 2:
+        return f"its consumer {target} is a Linear over a {ndim}-d tensor (channels are not its features)"
+    return None
+
+
+def find_consumers(gm: fx.GraphModule, node: fx.Node, counts: dict | None = None) -> tuple[list[fx.Node], str | None]:
+    """The weight-layer nodes reached from ``node`` through channel-wise ops, or the reason there are none.
+
+    Returns ``(consumers, None)`` when every path reaches a widenable conv/linear module first, else
+    ``([], reason)``.
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(3, 4, 1)))
+        >>> relu = list(gm.graph.nodes)[1]
+        >>> [n.target for n in find_consumers(gm, relu)[0]]
+        ['2']
+    """
+    counts = call_counts(gm) if counts is None else counts
+    meta = node.meta.get("tensor_meta")
+    ndim = len(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+    consumers, stack, seen = [], [node], {node}
+    while stack:
+        current = stack.pop()
+        for user in current.users:
+            if user in seen:
+                continue
+            seen.add(user)
+            role = op_role(user, gm)
+            if role == "weight" and user.op == "call_module":
+                problem = _consumer_problem(user, current, gm, counts, ndim)
+                if problem:
+                    return [], problem
+                consumers.append(user)
+            elif _channelwise(user, gm):
+                stack.append(user)
+            elif role == "weight":
+                return [], f"its consumer {qualified(user)} is a functional weight op, which cannot be widened"
+            else:
+                what = ("an add" if is_tensor_add(user) else "a concat") if role == "merge" else \
+                    _ROLE_REASONS.get(role, "an op that is not channel-wise")
+                return [], f"its output reaches {what} ({qualified(user)}) before any weight layer"
+    if not consumers:
+        return [], "its output reaches no weight layer"
+    shortcut = _shortcut_consumer(gm, consumers) if len(consumers) > 1 else None
+    if shortcut is not None:
+        return [], f"it feeds the projection shortcut {shortcut} (the identity path stays unchanged)"
+    return sorted(consumers, key=lambda n: str(n.target)), None
+
+
+def _shortcut_consumer(gm: fx.GraphModule, consumers: list[fx.Node]) -> str | None:
+    """A consumer whose output reaches a residual add through norms / transparent ops only."""
+    for consumer in consumers:
+        stack, seen = [consumer], {consumer}
+        while stack:
+            for user in stack.pop().users:
+                if is_tensor_add(user):
+                    return str(consumer.target)
+                if op_role(user, gm) in ("norm", "transparent") and user not in seen:
+                    seen.add(user)
+                    stack.append(user)
+    return None
+
+
+def widen_input(module: nn.Module, layout_groups: int, init: str = "preserve") -> nn.Module:
+    """A copy of conv/linear ``module`` with twice the input channels, for a CReLU of ``layout_groups``.
+
+    ``preserve``: weight ``[W, 0]`` per group (positive copies get W, negative copies 0);
+    ``random``: the layer's own default initialisation for the new shape.
+
+    Example:
+        >>> conv = nn.Conv2d(4, 6, 1, groups=2, bias=False)
+        >>> wide = widen_input(conv, 2)
+        >>> wide.weight.shape, torch.equal(wide.weight[:, :2], conv.weight), wide.weight[:, 2:].abs().sum().item()
+        (torch.Size([6, 4, 1, 1]), True, 0.0)
+    """
+    linear = isinstance(module, nn.Linear)
+    attr = "in_features" if linear else "in_channels"
+    channels, groups = getattr(module, attr), 1 if linear else module.groups
+    block = channels // layout_groups  # channels per block of the CReLU layout [pos, neg] per block
+    per_group = channels // groups
+    local = torch.arange(per_group)
+    positions = (local // block) * 2 * block + local % block
+    weight = module.weight.detach()
+    wide = weight.new_zeros(weight.shape[0], 2 * per_group, *weight.shape[2:])
+    wide[:, positions] = weight
+    new = copy.copy(module)  # same settings and bias; the weight is replaced below (no copy of the old one)
+    new._parameters, new._buffers, new._modules = dict(new._parameters), dict(new._buffers), dict(new._modules)
+    setattr(new, attr, 2 * channels)
+    new.weight = nn.Parameter(wide, requires_grad=module.weight.requires_grad)
+    if init == "random":
+        if new.bias is not None:
+            new.bias = nn.Parameter(new.bias.detach().clone())
+        new.reset_parameters()
+    return new
+
+
+def _crelu_sites(block: Block, location, kinds) -> list[Site]:
+    if location == "inner":
+        return [s for s in block.sites if s.location != "last" and ("all" in kinds or s.kind in kinds)]
+    return sites_at(block, location, kinds)
+
+
+def _describe(channels: int | None, consumers: list[fx.Node], gm: fx.GraphModule) -> str:
+    c = "?" if channels is None else channels
+    wide = "?" if channels is None else 2 * channels
+    names = ", ".join(f"{n.target} in {c}->{wide}" for n in consumers)
+    return f"CReLU ({c} -> {wide} channels; widened: {names})"
+
+
+def _plan(analysis: Analysis, proportion, location, blocks, stage, random, seed, kinds, settings) -> Plan:
+    annotate_shapes(analysis.traced, analysis.example_input)
+    gm = analysis.graph_module
+    nodes, counts = {n.name: n for n in gm.graph.nodes}, call_counts(gm)
+    selection = select_blocks(analysis.blocks, proportion, blocks, stage, random, seed)
+    chosen = set(selection.indices)
+    changes, warnings = [], []
+    for block in (b for b in analysis.blocks if b.index in chosen):
+        sites = _crelu_sites(block, location, kinds)
+        if not sites:
+            where = "before its last activation" if location == "inner" else f"at location {location}"
+            warnings.append(f"block {block.index} ({block.name}, {block.type}) has no {'/'.join(sorted(kinds))} "
+                            f"site {where}: no CReLU there")
+        for site in sites:
+            node = nodes[site.node]
+            consumers, reason = find_consumers(gm, node, counts)
+            if site.kind != "relu":
+                reason = f"it is a {site.kind}, not a ReLU (CReLU is cat(relu(x), relu(-x)))"
+            if reason:
+                warnings.append(f"not eligible for CReLU: {site.name} (block {block.index}): {reason}")
+                continue
+            after = _describe(site.channels or _in_channels(gm, consumers[0]), consumers, gm)
+            changes.append(SiteChange(block.index, site.name, site.spelling, after, site.node, site.kind, "crelu"))
+    return Plan("crelu", settings, tuple(analysis.blocks), selection.indices, selection.reason,
+                tuple(changes), tuple(warnings))
+
+
+def _in_channels(gm: fx.GraphModule, consumer: fx.Node) -> int:
+    module = gm.get_submodule(str(consumer.target))
+    return module.in_features if isinstance(module, nn.Linear) else module.in_channels
+
+
+def _layout_groups(gm: fx.GraphModule, consumers: list[fx.Node]) -> int:
+    """Groups of the CReLU layout: the lcm of the consumers' groups (each divides the channel count)."""
+    groups = [getattr(gm.get_submodule(str(n.target)), "groups", 1) for n in consumers]
+    return math.lcm(*groups)
+
+
+def _apply(gm: fx.GraphModule, plan: Plan, init: str) -> StepReport:
+    nodes, counts = {n.name: n for n in gm.graph.nodes}, call_counts(gm)
+    added, removed = [], []
+    for change in plan.changes:
+        node = nodes[change.node]
+        consumers, reason = find_consumers(gm, node, counts)
+        if reason:  # the plan said it was eligible; the graph changed under it
+            raise SurgeryError(f"cannot apply CReLU at {change.site}: {reason}")
+        module = CReLU(_layout_groups(gm, consumers))
+        ref = activation_of(node, gm)
+        if ref is not None and ref.composite:
+            composite_with_act(gm, ref.composite, nn.Identity())
+            path = free_path(gm, f"{qualified(node)}_crelu")
+            new = insert_after(gm, node, path, module, path)
+        else:
+            path = site_path(gm, node, "crelu", counts)
+            removed.append(qualified(node))
+            new = replace_with_module(gm, node, path, module)
+        added.append(f"{qualified(new)} ({path})")
+        for consumer in consumers:
+            target = str(consumer.target)
+            gm.add_submodule(target, widen_input(gm.get_submodule(target), module.groups, init))
+    return StepReport("crelu", plan.settings, plan.selected, plan.selection_reason, plan.changes,
+                      nodes_removed=tuple(removed), nodes_added=tuple(added), warnings=plan.warnings)
+
+
+def _parse_location(location):
+    return "inner" if location == "inner" else parse_location(location)
+
+
+def crelu_step(proportion: float = 1.0, location="inner", blocks=None, activations=("relu",), stage=None,
+               random: bool = False, seed: int = 0, init: str = "preserve") -> Step:
+    """The CReLU step with its settings (for :func:`run_rewrite` and recipes)."""
+    if init not in INITS:
+        raise SelectionError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+    location = _parse_location(location)
+    kinds = normalize_kinds(activations)
+    settings = {"proportion": float(proportion), "location": location, "blocks": blocks, "stage": stage,
+                "random": random, "seed": seed, "activations": sorted(kinds), "init": init}
+    return Step(
+        "crelu", settings,
+        lambda a: _plan(a, proportion, location, blocks, stage, random, seed, kinds, settings),
+        lambda gm, plan: _apply(gm, plan, init), tuple(sorted(kinds | {"crelu"})),
+    )
+
+
+def crelu(model: nn.Module, proportion: float = 1.0, location="inner", blocks=None, activations=("relu",), *,
+          init: str = "preserve", stage=None, random: bool = False, seed: int = 0, example_input=None,
+          block_types=(), block_names=(), predicate=None, dry_run: bool = False, check: bool = True) -> tuple[nn.Module | None, Report]:
+    """CReLU at seed 002's places (``location="inner"``) in a ``proportion`` of the blocks.
+
+    Consumers get doubled input channels; ``init="preserve"`` keeps the model's function exactly
+    (``[W, 0]`` per group), ``"random"`` re-initialises them. Sites that are not eligible are listed
+    in ``report.warnings`` with the reason. Selection, ``dry_run`` and ``check`` arguments are those of :func:`relu_surgery.erase`.
+    Returns ``(new_model, report)``; ``model`` is not modified.
+
+    Example:
+        >>> import torch, torchvision
+        >>> new, report = crelu(torchvision.models.resnet50(), blocks="1", example_input=torch.randn(1, 3, 64, 64))
+        >>> [c.site for c in report.changes]
+        ['layer1.0.relu', 'layer1.0.relu_1']
+        >>> report.params_after - report.params_before  # conv2: 64*64*3*3, conv3: 256*64
+        53248
+    """
+    step = crelu_step(proportion, location, blocks, activations, stage, random, seed, init)
+    spec = BlockSpec(tuple(block_types), tuple(block_names), predicate)
+    if spec:
+        step.settings["discovery"] = spec.to_recipe()
+    return run_rewrite(model, [step], example_input, spec, dry_run, check=check)

@@ -1,0 +1,184 @@
+"""What every rewrite shares: measure before, apply steps to the graph, check, report.
+
+A rewrite step is a pair of functions: ``plan(analysis) -> Plan`` (pure analysis) and
+``apply(graph_module, plan) -> StepReport`` (graph edits). :func:`run_rewrite` runs a list of
+steps on a private copy of the model and returns the new model and its :class:`Report`.
+
+Example:
+    >>> import torchvision
+    >>> from relu_surgery.surgery.erase import erase_step
+    >>> new, report = run_rewrite(torchvision.models.resnet18(), [erase_step(proportion=1.0)])
+    >>> report.target_sites(), report.target_sites(after=True)
+    (17, 9)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch.fx as fx
+import torch.nn as nn
+
+from ..graph.analysis import Analysis, analyze, count_sites
+from ..graph.blocks import BlockSpec, discover_blocks
+from ..graph.copying import paused_gc
+from ..report.costs import Measurement, count_params, measure, snapshot_state, state_dict_diff
+from ..errors import SurgeryError
+from .plan import Plan
+from ..report.report import Report, StepReport
+from ..graph.tracing import graph_code, graph_records
+
+__all__ = ["Step", "run_rewrite", "remove_node", "record_recipe"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One rewrite: a name, its settings (for the recipe), a planner and an applier."""
+
+    name: str
+    settings: dict
+    plan: Callable[[Analysis], Plan]
+    apply: Callable[[fx.GraphModule, Plan], StepReport]
+    targets: tuple[str, ...] = ("relu",)
+
+
+def remove_node(gm: fx.GraphModule, node: fx.Node) -> None:
+    """Replace ``node`` by its (first) input everywhere and delete it from the graph."""
+    source = node.args[0] if node.args else next(iter(node.kwargs.values()))
+    node.replace_all_uses_with(source)
+    gm.graph.erase_node(node)
+
+
+def record_recipe(model: nn.Module, new_model: nn.Module, steps: Sequence[Step]) -> None:
+    """Attach the replayable recipe (source + rewrites) of ``new_model`` as ``rs_recipe``."""
+    base = getattr(model, "rs_recipe", None) or {
+        "source": dict(getattr(model, "rs_source", None) or {"name": type(model).__name__, "kwargs": None}),
+        "rewrites": [],
+    }
+    new_model.rs_recipe = {
+        "source": base["source"],
+        "rewrites": list(base["rewrites"]) + [{"rewrite": s.name, **s.settings} for s in steps],
+    }
+
+
+def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spec: BlockSpec | None = None,
+                dry_run: bool = False, prelude: Callable[[Analysis], Sequence[Step]] | None = None,
+                check: bool = True) -> tuple[nn.Module | None, Report]:
+    """Apply ``steps`` in order to a copy of ``model``; return ``(new_model, report)``.
+
+    ``prelude(analysis)`` may return steps to run first (EraseReLU converts pre-activation nets to
+    after-activation). With ``dry_run`` every step is planned (a step followed by another is applied
+    to the private copy so the next can be planned), the report shows the plans and ``new_model``
+    is None. ``check=False`` skips the two eval-mode forward passes (before and after) that count
+    MACs and check the output's shape and finiteness; the report then says they were not run.
+    """
+    with paused_gc():  # tens of thousands of short-lived graph objects: no collection mid-way
+        return _run(model, steps, example_input, spec, dry_run, prelude, check)
+
+
+def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn.Module | None, Report]:
+    analysis = analyze(model, example_input, spec)
+    gm = analysis.graph_module
+    if prelude is not None:
+        steps = [*prelude(analysis), *steps]
+    targets = tuple(dict.fromkeys(k for s in steps for k in s.targets))
+    code_before, sites_before, records_before = graph_code(gm), count_sites(gm), graph_records(gm)
+    before = measure(gm, analysis.example_input) if check and not dry_run else None
+    state_before, params_before = snapshot_state(gm), count_params(gm)
+    blocks = tuple(analysis.blocks)
+    reports: list[StepReport] = []
+    for i, step in enumerate(steps):
+        if i:
+            analysis.blocks = discover_blocks(analysis.traced, spec)
+        plan = step.plan(analysis)
+        blocks = tuple(analysis.blocks)  # the report shows the blocks the last step planned on
+        if dry_run:
+            reports.append(_planned(step, plan))
+            if i + 1 < len(steps):
+                step.apply(gm, plan)  # the private copy only: the next step plans on its result
+                continue
+            return None, _dry_report(analysis, blocks, reports, targets, sites_before, code_before)
+        reports.append(step.apply(gm, plan))
+    gm.graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    after, forward_check, notes = _check_forward(gm, analysis.example_input, before)
+    gm.rs_leaves = dict(analysis.traced.leaves)
+    record_recipe(model, gm, steps)
+    gm.train(model.training)
+    report = Report(
+        model=analysis.label, blocks=blocks, steps=reports,
+        params_before=params_before, params_after=count_params(gm),
+        macs_before=before and before.macs, macs_after=after and after.macs,
+        sites_before=sites_before, sites_after=count_sites(gm), targets=targets,
+        state_dict=state_dict_diff(state_before, gm.state_dict(keep_vars=True)),
+        forward_check=forward_check,
+        leaves=dict(analysis.traced.leaves),
+        warnings=[w for r in reports for w in r.warnings] + analysis.traced.warnings + notes,
+        code_before=code_before, code_after=graph_code(gm),
+        graph_before=records_before, graph_after=graph_records(gm),
+    )
+    return gm, report
+
+
+def _check_forward(gm: fx.GraphModule, example_input, before: Measurement | None):
+    """Measure the rewritten model and check it against ``before``: (after, forward_check, notes)."""
+    shape = tuple(example_input.shape)
+    if before is None:
+        return None, {"input_shape": shape, "skipped": "check=False"}, []
+    after = measure(gm, example_input)
+    if after.output_shape != before.output_shape:
+        raise SurgeryError(f"the rewritten model's output changed shape {before.output_shape} -> {after.output_shape}")
+    mode, notes = "eval", []
+    if not after.finite:
+        if not _finite_in_train_mode(gm, example_input):
+            raise SurgeryError("the rewritten model produced non-finite values in eval and train mode")
+        mode = "train"
+        notes.append("the rewritten model's eval-mode output overflows on the example input with its current "
+                     "normalisation statistics (untrained running statistics?); in train mode (batch statistics) "
+                     "it is finite")
+    return after, {"input_shape": shape, "output_shape": after.output_shape,
+                   "output_shape_before": before.output_shape, "finite": True, "mode": mode}, notes
+
+
+def _finite_in_train_mode(gm: fx.GraphModule, example_input) -> bool:
+    """Whether a copy of ``gm`` gives finite outputs in train mode (batch statistics; batch of 2)."""
+    import torch  # noqa: PLC0415
+
+    from ..graph.copying import private_copy  # noqa: PLC0415
+    from ..graph.running import first_tensor  # noqa: PLC0415
+
+    x = example_input
+    gen = torch.Generator().manual_seed(1)
+    batch = torch.cat([x, x + 0.1 * torch.randn(x.shape, generator=gen).to(x.device)]) if x.shape[0] == 1 else x
+    probe = private_copy(gm).train()
+    with torch.no_grad():
+        out = first_tensor(probe(batch))
+    return out is not None and bool(torch.isfinite(out).all())
+
+
+def _planned(step: Step, plan: Plan) -> StepReport:
+    """The report of a step that was only planned (norm lists where the plan has them)."""
+    return StepReport(step.name, step.settings, plan.selected, plan.selection_reason, plan.changes,
+                      warnings=plan.warnings, norms_added=getattr(plan, "norms_added", ()),
+                      norms_moved=getattr(plan, "norms_moved", ()), norms_removed=getattr(plan, "norms_removed", ()))
+
+
+def _dry_report(analysis: Analysis, blocks, reports, targets, sites_before, code_before) -> Report:
+    predicted = dict(sites_before)
+    for change in (c for r in reports for c in r.changes):
+        if change.kind in predicted:
+            predicted[change.kind] -= 1
+        if change.new_kind:
+            predicted[change.new_kind] = predicted.get(change.new_kind, 0) + 1
+    params = count_params(analysis.source)
+    return Report(
+        model=analysis.label, blocks=blocks, steps=reports, params_before=params, params_after=params,
+        macs_before=None, macs_after=None, sites_before=sites_before, sites_after=predicted,
+        targets=targets, state_dict={"added": [], "removed": [], "reshaped": [], "unchanged": True},
+        forward_check={"input_shape": tuple(analysis.example_input.shape), "skipped": "dry run"},
+        leaves=dict(analysis.traced.leaves), warnings=[w for r in reports for w in r.warnings],
+        code_before=code_before, code_after=code_before, dry_run=True,
+    )
+

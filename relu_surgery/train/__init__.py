@@ -1,0 +1,46 @@
+"""Training runner: retrain or fine-tune original and rewritten models, compare them, sweep settings.
+
+The public names load lazily, so ``relu-surgery --help`` does not import torch through this package.
+
+Example:
+    >>> import relu_surgery.train as rt
+    >>> from relu_surgery.train.tiny import tiny_cnn
+    >>> cfg = rt.TrainConfig(dataset="fashion-mnist", data_dir="data/fashion-mnist", epochs=1,
+    ...                      batch_size=64, limit_train=1024, limit_test=256)
+    >>> result = rt.run_training(tiny_cnn(in_chans=1), cfg, "runs/demo")  # doctest: +SKIP
+    >>> sorted(result.final)[:3]                                         # doctest: +SKIP
+    ['epoch', 'epoch_seconds', 'eval_seconds']
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "TrainConfig", "run_training", "RunResult", "preset_values", "list_presets", "DATASETS", "load_arrays",
+    "ModelSpec", "RewriteSpec", "build_model", "resolve_model", "apply_rewrites",
+    "run_compare", "run_sweep", "parse_sweep", "CompareResult", "SweepResult",
+    "DatasetError", "CheckpointError", "TrainConfigError", "TrainingInterrupted", "train_command",
+]
+
+_WHERE = {
+    "TrainConfig": "config", "run_training": "runner", "RunResult": "runner", "preset_values": "presets",
+    "list_presets": "presets", "DATASETS": ".data.datasets", "load_arrays": ".data.datasets", "ModelSpec": "models",
+    "RewriteSpec": "models", "build_model": "models", "resolve_model": "models", "apply_rewrites": "models",
+    "run_compare": "compare", "run_sweep": "compare", "parse_sweep": "compare", "CompareResult": "compare",
+    "SweepResult": "compare", "DatasetError": "errors", "CheckpointError": "errors",
+    "TrainConfigError": "errors", "TrainingInterrupted": "errors", "train_command": "command",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'relu_surgery.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

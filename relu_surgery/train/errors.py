@@ -1,0 +1,33 @@
+"""Errors of the training runner; all are :class:`~relu_surgery.errors.SurgeryError` (one CLI line, exit 2).
+
+Example:
+    >>> from relu_surgery.train.errors import DatasetError
+    >>> from ..errors import DatasetError, SurgeryError
+    >>> issubclass(DatasetError, SurgeryError)
+    True
+"""
+
+from __future__ import annotations
+
+from ..errors import DatasetError, SurgeryError
+
+__all__ = ["DatasetError", "CheckpointError", "TrainConfigError", "TrainingInterrupted"]
+
+
+class CheckpointError(SurgeryError):
+    """A run directory without a usable checkpoint, or one that does not fit the model or config."""
+
+
+class TrainConfigError(SurgeryError):
+    """Training options that are invalid or contradict each other."""
+
+
+class TrainingInterrupted(SurgeryError):
+    """Training stopped on SIGTERM/SIGINT after saving a resumable checkpoint."""
+
+    def __init__(self, run_dir: str, epoch: int, step: int) -> None:
+        super().__init__(
+            f"training interrupted at epoch {epoch}, step {step}; checkpoint saved. "
+            f"Continue with: relu-surgery train --resume {run_dir}"
+        )
+        self.run_dir, self.epoch, self.step = run_dir, epoch, step
