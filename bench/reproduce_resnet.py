@@ -22,11 +22,14 @@ Variants, each trained from the same initial weights for a given seed:
 Sizes (all SGD m=0.9, wd 1e-4, lr /10 at 50% and 75% of the iterations):
 
     size   models                       seeds  train images      test    epochs  batch  lr   warm-up      augment
-    smoke  r31, R-20, R-56              1      first 512         500     1       64     0.1  none         none
-    cpu    r31, R-20, R-56              3      first 6,000       2,000   1       64     0.1  none         none
+    smoke      r31, R-20, R-56          1      first 512         500     1       64     0.1  none         none
+    cpu        r31, R-20, R-56          3      first 6,000       2,000   1       64     0.1  none         none
+    converged  R-20, R-56               2      first 20,000      10,000  15      128    0.1  none         none
     gpu    r31, R-20, R-56, R-110       3      all 60,000        10,000  164     128    0.1  400 it @0.01 crop+flip
 
-``smoke`` only proves the pipeline works (its numbers are not a reproduction). ``cpu`` is sized to
+``converged`` trains to a flat test error on the CPU (lr /10 after epochs 7 and 11 of 15; about 15
+minutes per ResNet-20 run and 45 per ResNet-56 run with 1 thread; 12 runs): the largest sizes that fit
+a few hours of one core. ``smoke`` only proves the pipeline works (its numbers are not a reproduction). ``cpu`` is sized to
 finish in under an hour on 2 cores (27 runs, about 45 min at the throughput measured on a loaded
 2-core AMD EPYC with 1 thread; 1 epoch on 6k images is far from converged, so it shows early
 training, where the paper says EraseReLU converges faster, more than final accuracy). ``gpu`` is the
@@ -62,7 +65,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reproduce_mlp import (RESULTS, command_line, default_work_dir, find_data_dir, machine_info,  # noqa: E402
-                           markdown, mean_std, resolve_device, rs, train_run)
+                           markdown, mean_std, plot_curves, resolve_device, rs, train_run)
 from relu_surgery.train import TrainConfig  # noqa: E402
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -72,6 +75,8 @@ SIZES: dict[str, dict[str, Any]] = {
     "cpu": {"models": ["residual_style31", "cifar_resnet20", "cifar_resnet56"], "seeds": [0, 1, 2],
             "train_limit": 6000, "test_limit": 2000, "epochs": 1, "batch_size": 64, "warmup_iters": 0,
             "augment": False},
+    "converged": {"models": ["cifar_resnet20", "cifar_resnet56"], "seeds": [0, 1], "train_limit": 20000,
+                  "test_limit": 0, "epochs": 15, "batch_size": 128, "warmup_iters": 0, "augment": False},
     "gpu": {"models": ["residual_style31", "cifar_resnet20", "cifar_resnet56", "cifar_resnet110"],
             "seeds": [0, 1, 2], "train_limit": 0, "test_limit": 0, "epochs": 164, "batch_size": 128,
             "warmup_iters": 400, "augment": True},
@@ -111,7 +116,14 @@ def plot(doc: dict[str, Any], path: Path) -> None:
     variants = s["variants"]
     colors = {"original": "tab:gray", "erase": "tab:blue", "prelu_sum": "tab:orange"}
     width = 0.8 / len(variants)
-    fig, ax = plt.subplots(figsize=(max(7.5, 1.9 * len(models) + 2.5), 4.8))
+    fig, axes = plt.subplots(1, 1 + len(models), figsize=(max(7.5, 1.9 * len(models) + 2.5) + 4.6 * len(models), 4.8),
+                             squeeze=False)
+    ax = axes[0][0]
+    for curve_ax, m in zip(axes[0][1:], models):
+        plot_curves(curve_ax, {VARIANT_TITLES[v]: [[h["test_top1_err"] for h in r["history"]]
+                                                   for r in doc["results"][m][v]["runs"]] for v in variants},
+                    "test top-1 error (%, log scale)", [colors.get(v) for v in variants])
+        curve_ax.set_title(f"{TITLES.get(m, m)}: test error per epoch\n(mean over seeds; band: min-max)", fontsize=9)
     for j, v in enumerate(variants):
         xs = [i + (j - (len(variants) - 1) / 2) * width for i in range(len(models))]
         cells = [doc["results"][m][v] for m in models]

@@ -53,3 +53,18 @@ def test_surgery_speed_row():
     for key in ("analyze", "surgery", "checked"):
         seconds, ratio = row[f"{key}_s"], row[f"{key}_ratio"]
         assert seconds > 0 and abs(ratio - seconds / row["bare_trace_s"]) <= 0.01 + 0.01 * ratio
+
+
+def test_reproduction_reuses_runs_recorded_before_a_new_config_field(tmp_path):
+    import json
+
+    import reproduce_mlp  # noqa: PLC0415
+    from relu_surgery.train import TrainConfig  # noqa: PLC0415
+
+    config = TrainConfig(dataset="mnist", epochs=12, lr=0.1)
+    saved = config.to_dict()
+    saved.pop("label_smoothing")  # as if the run predates that field: it trained with the default
+    (tmp_path / "config.json").write_text(json.dumps({"train": saved}))
+    assert reproduce_mlp._same_settings(tmp_path, config)
+    assert not reproduce_mlp._same_settings(tmp_path, config.replace(label_smoothing=0.1))
+    assert not reproduce_mlp._same_settings(tmp_path, config.replace(epochs=13))
