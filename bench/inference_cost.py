@@ -136,8 +136,9 @@ def interleaved_breakdown(models: list, x, rounds: int) -> list[dict[str, float]
     return [{k: round(statistics.median(r[k] for r in rs), 2) for k in rs[0]} for rs in runs]
 
 
-def measure_case(name, size, batch, device, repeats) -> list[dict]:
-    built = [build(name, rewrite, size) for rewrite in REWRITES]
+def measure_case(name, size, batch, device, repeats, rewrites=REWRITES) -> list[dict]:
+    """One row per rewrite (``rewrites[0]`` is the baseline of the ratios) of ``name`` at ``batch``."""
+    built = [build(name, rewrite, size) for rewrite in rewrites]
     models = [m.to(device) for m, _ in built]
     x = torch.randn(batch, *size, device=device)
     lat = interleaved_latency(models, x, repeats)
@@ -149,7 +150,7 @@ def measure_case(name, size, batch, device, repeats) -> list[dict]:
              "macs": macs, "mac_ratio": round(macs / base_macs, 3), **split,
              "params": sum(p.numel() for p in model.parameters()),
              "peak_mem_mib": round(peak_memory(model, x), 1)}
-            for rewrite, (model, macs), (fastest, median), split in zip(REWRITES, built, lat, splits)]
+            for rewrite, (model, macs), (fastest, median), split in zip(rewrites, built, lat, splits)]
 
 
 def main(argv=None) -> int:

@@ -71,8 +71,11 @@ MNIST_TRAIN = 60000
 # ----------------------------------------------------------------------------- shared helpers
 # (reproduce_resnet.py imports these)
 
-def find_data_dir(given: str | None, folder: str) -> Path:
-    """The folder holding the IDX files of ``folder`` (``mnist`` / ``fashion-mnist``)."""
+def find_data_dir(given: str | None, folder: str, fallbacks: tuple[Path, ...] = ()) -> Path:
+    """The folder holding the IDX files of ``folder`` (``mnist`` / ``fashion-mnist``).
+
+    ``given`` may be the folder or its parent; without it the first of ``$RELU_SURGERY_DATA``,
+    ``../shared/data``, ``shared/data`` and then ``fallbacks`` that holds a ``folder`` subfolder."""
     if given:
         path = Path(given).expanduser()
         if (path / folder).is_dir():
@@ -81,7 +84,8 @@ def find_data_dir(given: str | None, folder: str) -> Path:
             sys.exit(f"data directory {path} does not exist")
         return path
     env = os.environ.get("RELU_SURGERY_DATA")
-    for cand in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "data", ROOT / "shared" / "data"]:
+    for cand in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "data", ROOT / "shared" / "data",
+                                               *fallbacks]:
         if (cand / folder).is_dir():
             return cand / folder
     sys.exit(f"{folder} not found: pass --data-dir or set RELU_SURGERY_DATA to the shared data folder")
@@ -150,8 +154,11 @@ def _same_settings(run_dir: Path, config: TrainConfig) -> bool:
 
 
 def train_run(make_model: Callable[[], torch.nn.Module], config: TrainConfig, run_dir: Path, label: str,
-              model_info: dict[str, Any], keep_weights: bool = False) -> dict[str, Any]:
-    """Train (or reuse / resume) one run; its numbers as a dict (all read from the runner's output)."""
+              model_info: dict[str, Any], keep_weights: bool = False,
+              reporter: Reporter | None = None) -> dict[str, Any]:
+    """Train (or reuse / resume) one run; its numbers as a dict (all read from the runner's output).
+
+    ``reporter`` replaces the one-line-per-epoch :class:`LineReporter`."""
     result_file = run_dir / "result.json"
     reused = False
     if run_dir.exists() and not _same_settings(run_dir, config):
@@ -165,7 +172,7 @@ def train_run(make_model: Callable[[], torch.nn.Module], config: TrainConfig, ru
         resume = (run_dir / "checkpoint.pt").is_file()
         run_dir.mkdir(parents=True, exist_ok=True)
         run_training(make_model(), config, run_dir, resume=resume, model_info=model_info,
-                     reporter=LineReporter(label))
+                     reporter=reporter or LineReporter(label))
         if not keep_weights:
             for name in ("checkpoint.pt", "model.safetensors"):
                 (run_dir / name).unlink(missing_ok=True)

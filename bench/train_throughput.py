@@ -3,9 +3,11 @@
 Both train the same model with the same batch size on the same device and real data (the first
 N Fashion-MNIST training images, held on the device), with SGD (momentum 0.9, wd 1e-4). The hand
 loop is what one would write by hand: a random permutation per epoch, index, forward,
-cross-entropy, zero_grad, backward, step (on CUDA with the same bf16 autocast and channels_last
-as the runner). The runner's number is its own ``samples_per_s`` column (training phase of an
-epoch: batches, augmentation/normalisation, steps, metric sums, schedule). Runs alternate
+cross-entropy, zero_grad, backward, step, at the runner's settings read from the same
+``TrainConfig`` (autocast dtype, channels_last, torch.compile, the runner's optimiser: fused SGD
+on CUDA; by default bf16 autocast and channels_last on CUDA, float32 on CPU). The runner's number
+is its own ``samples_per_s`` column (training phase of an epoch: batches,
+augmentation/normalisation, steps, metric sums, schedule). Runs alternate
 runner/hand for several rounds; the first epoch of every run is warm-up and not counted; the table
 gives medians over the remaining epochs. On CPU it also gives the ratio of process CPU time per
 epoch (runner measured through its reporter hook), which is what to read on a machine shared
@@ -29,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from relu_surgery.train import TrainConfig, load_arrays, run_training  # noqa: E402
+from relu_surgery.train.engine import amp_dtype, build_optimizer  # noqa: E402
 from relu_surgery.train.progress import Reporter  # noqa: E402
 from relu_surgery.train.tiny import tiny_cnn  # noqa: E402
 
@@ -75,25 +79,41 @@ class EpochClock(Reporter):
         self.seconds.append(self.last - self.t0)
 
 
-def runner_epochs(name: str, cfg: TrainConfig) -> tuple[list[float], list[float]]:
-    """(wall samples/s from the runner's metrics, CPU-time samples/s) per epoch, warm-up dropped."""
-    clock = EpochClock()
+def runner_epochs(name: str, cfg: TrainConfig, clock: EpochClock | None = None) -> tuple[list[float], list[float]]:
+    """(wall samples/s from the runner's metrics, CPU-time samples/s) per epoch, warm-up dropped.
+
+    ``clock`` (an :class:`EpochClock`, maybe a subclass that also watches a deadline) is the
+    runner's reporter."""
+    clock = clock or EpochClock()
     with tempfile.TemporaryDirectory() as tmp:
         result = run_training(build(name), cfg, Path(tmp) / "run", reporter=clock)
     samples = (cfg.limit_train // cfg.batch_size) * cfg.batch_size
     return [row["samples_per_s"] for row in result.history[1:]], [samples / s for s in clock.seconds[1:]]
 
 
-def hand_epochs(name: str, cfg: TrainConfig, device: torch.device) -> tuple[list[float], list[float]]:
-    """The minimal loop: normalised data on the device, permutation, index, step; (wall, CPU) samples/s."""
+def hand_epochs(name: str, cfg: TrainConfig, device: torch.device,
+                on_step: Callable[[], None] | None = None) -> tuple[list[float], list[float]]:
+    """The minimal loop at ``cfg``'s settings: normalised data on the device, permutation, index, step.
+
+    Autocast, channels_last, torch.compile (with ``cfg.compile_backend``) and the optimiser are the
+    runner's (``amp_dtype``, ``build_optimizer``, cuDNN benchmark and TF32 matmuls on CUDA).
+    ``on_step`` is called after every step (a deadline check may raise there).
+    Returns (wall, CPU-time) samples/s per epoch, the first (warm-up) epoch dropped.
+    """
     data = load_arrays("fashion-mnist", cfg.data_dir, limit_train=cfg.limit_train, limit_test=cfg.limit_test)
     mean, std = data.spec.mean[0], data.spec.std[0]
     x_all = ((data.train_x.float() / 255 - mean) / std).to(device)
     y_all = data.train_y.to(device)
     cuda = device.type == "cuda"
-    fmt = torch.channels_last if cuda else torch.contiguous_format
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+    channels_last = cfg.channels_last if cfg.channels_last is not None else cuda
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    dtype = amp_dtype(cfg, device)
     model = build(name).to(device, memory_format=fmt).train()
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=1e-4)
+    opt = build_optimizer(model, cfg, device)
+    forward = torch.compile(model, backend=cfg.compile_backend) if cfg.compile else model
     steps, wall, cpu = len(x_all) // cfg.batch_size, [], []
     for epoch in range(cfg.epochs):
         if cuda:
@@ -103,11 +123,13 @@ def hand_epochs(name: str, cfg: TrainConfig, device: torch.device) -> tuple[list
         for step in range(steps):
             idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             x = x_all[idx].contiguous(memory_format=fmt)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                loss = F.cross_entropy(model(x), y_all[idx])
+            with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                loss = F.cross_entropy(forward(x), y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if on_step is not None:
+                on_step()
         if cuda:
             torch.cuda.synchronize()
         wall.append(steps * cfg.batch_size / (time.perf_counter() - start))

@@ -81,6 +81,16 @@ class StepLosses(Reporter):
         self.losses.append(loss())
 
 
+class Notes(Reporter):
+    """Records the runner's one-line messages."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def message(self, text):
+        self.texts.append(text)
+
+
 # ---------------------------------------------------------------- readers and layouts
 
 
@@ -340,6 +350,35 @@ def test_bf16_channels_last_and_progress_output(tmp_path, capsys):
     assert np.isfinite(result.final["train_loss"])
     out = capsys.readouterr().out
     assert "epoch   1/1" in out and "top-1 err" in out and "samples/s" in out
+
+
+def test_fp32_switch_and_compile_backend():
+    from relu_surgery.train.engine import Engine, amp_dtype
+
+    assert amp_dtype(_config(amp="none"), torch.device("cuda")) is None  # float32 forced on a GPU
+    assert amp_dtype(_config(), torch.device("cuda")) is torch.bfloat16
+    cfg = _config(compile=True, compile_backend="eager")
+    assert cfg.numeric_changes(_config()) == []  # a runtime switch: a run may resume with another
+    with pytest.raises(TrainConfigError, match="compile backend must be a backend name"):
+        _config(compile_backend="")
+    engine = Engine(tiny_cnn(in_chans=1, width=4), cfg, CPU)
+    assert engine.train_model is not engine.model and engine.train_model._orig_mod is engine.model
+    loss, logits = engine.train_step(torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,)))
+    assert logits.shape == (4, 10) and torch.isfinite(loss)
+
+
+@needs_data
+def test_run_without_matplotlib_skips_only_the_curves(tmp_path, monkeypatch):
+    import relu_surgery.train.plots as plots
+
+    def no_matplotlib(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'matplotlib'")
+
+    monkeypatch.setattr(plots, "plot_curves", no_matplotlib)
+    notes = Notes()
+    run_training(tiny_mlp(hidden=16), _config(epochs=1, limit_train=64, limit_test=32), tmp_path / "r", reporter=notes)
+    assert not (tmp_path / "r" / "curves.png").exists() and (tmp_path / "r" / "result.json").is_file()
+    assert any("curves.png not drawn" in text and "matplotlib" in text for text in notes.texts)
 
 
 def test_download_failure_is_one_clear_error(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ DATASET_NAMES = ("cifar10", "cifar100", "svhn", "mnist", "fashion-mnist", "image
 
 #: Fields that may change when a run is resumed (they do not change the numbers it computes).
 RUNTIME_FIELDS = frozenset(
-    {"data_dir", "download", "device", "num_workers", "progress", "compile", "save_every_steps"}
+    {"data_dir", "download", "device", "num_workers", "progress", "compile", "compile_backend", "save_every_steps"}
 )
 
 
@@ -33,7 +33,8 @@ class TrainConfig:
     Learning-rate milestones are read in ``milestone_unit``: ``fraction`` of all iterations
     (0.5, 0.75 = the papers' /10 at 50% and 75%), ``epoch`` or ``iter`` (seed 003's 32k/48k).
     ``amp="auto"`` means bf16 autocast on CUDA and float32 elsewhere; ``channels_last=None`` means
-    on for CUDA. ``limit_train``/``limit_test`` keep the first N samples (smoke tests).
+    on for CUDA; ``amp="none"`` forces float32 there. ``compile_backend`` is handed to ``torch.compile``
+    when ``compile`` is on (``"eager"`` checks the compiled path quickly on a CPU). ``limit_train``/``limit_test`` keep the first N samples (smoke tests).
 
     Example:
         >>> TrainConfig(dataset="cifar10", data_dir="~/data", epochs=164, warmup_iters=400).lr
@@ -67,6 +68,7 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: bool | None = None
     compile: bool = False
+    compile_backend: str = "inductor"
     save_every_steps: int = 0
     progress: bool | None = None
     preset: str | None = None
@@ -91,6 +93,8 @@ class TrainConfig:
             (self.milestone_unit in ("fraction", "epoch", "iter"),
              f"milestone unit must be fraction, epoch or iter, got {self.milestone_unit!r}"),
             (self.amp in ("auto", "bf16", "none"), f"amp must be auto, bf16 or none, got {self.amp!r}"),
+            (isinstance(self.compile_backend, str) and bool(self.compile_backend),
+             f"compile backend must be a backend name, got {self.compile_backend!r}"),
             (self.warmup_iters >= 0, f"warm-up iterations must be >= 0, got {self.warmup_iters}"),
             (self.save_every_steps >= 0, "save-every-steps must be >= 0"),
             (self.limit_train is None or self.limit_train >= 1, "limit-train must be >= 1"),

@@ -83,8 +83,9 @@ class Engine:
             train_model = DDP(self.model, device_ids=ids)
         if not self.config.compile:
             return train_model, self.model
-        compiled = torch.compile(train_model)
-        return compiled, (compiled if not self.env.distributed else torch.compile(self.model))
+        backend = self.config.compile_backend
+        compiled = torch.compile(train_model, backend=backend)
+        return compiled, (compiled if not self.env.distributed else torch.compile(self.model, backend=backend))
 
     def autocast(self):
         """The autocast context of this run (a no-op in float32)."""

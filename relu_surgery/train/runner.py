@@ -2,8 +2,8 @@
 
 A run directory holds ``config.json`` (the resolved settings, model description, environment),
 ``checkpoint.pt`` (rewritten atomically every epoch, and every ``save_every_steps`` steps),
-``metrics.jsonl`` / ``metrics.csv`` (one row per epoch), and at the end ``curves.png``,
-``model.safetensors`` and ``result.json``.
+``metrics.jsonl`` / ``metrics.csv`` (one row per epoch), and at the end ``curves.png`` (when
+matplotlib is installed), ``model.safetensors`` and ``result.json``.
 
 Exact resume: the data order and augmentation are functions of (seed, epoch, step), and the
 checkpoint restores model, optimiser, schedule, RNG states, position and the partial sums of an
@@ -304,7 +304,10 @@ def _finalize(run: _Run, num_params: int, title: str) -> None:
         return
     from .plots import plot_curves
 
-    plot_curves(run.history, run.run_dir / "curves.png", title=title)
+    try:
+        plot_curves(run.history, run.run_dir / "curves.png", title=title)
+    except ImportError as exc:  # matplotlib is optional for a run: the metrics files hold the curves
+        run.reporter.message(f"curves.png not drawn ({exc})")
     _save_weights(run.engine.model, run.run_dir / "model.safetensors")
     final = run.history[-1]
     atomic_write_json({"final": final, "best_test_top1_err": min(r["test_top1_err"] for r in run.history),
