@@ -9,6 +9,9 @@ Exact resume: the data order and augmentation are functions of (seed, epoch, ste
 checkpoint restores model, optimiser, schedule, RNG states, position and the partial sums of an
 unfinished epoch, so a run killed and resumed ends with the same metrics as one never stopped.
 On SIGTERM/SIGINT (single process) a checkpoint is saved after the current step before stopping.
+A non-finite training loss stops the run at once (:class:`TrainingDiverged`, naming the epoch and
+step); nothing after the last good epoch is written. Rank 0 holds the run directory's lock
+(:func:`relu_surgery.locks.output_lock`) while it trains: a second writer fails at once.
 For tests, ``RELU_SURGERY_TRAIN_KILL_AFTER_STEPS=N`` kills the process with SIGKILL right after
 global step N (``N:TERM`` sends SIGTERM instead, taking the graceful path).
 
@@ -36,11 +39,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .checkpoint import (CHECKPOINT_NAME, FORMAT, atomic_save, atomic_write_json, capture_rng, load_checkpoint, restore_rng)
+from ..atomic import atomic_write, atomic_write_json, ensure_directory
+from ..locks import output_lock
+from .checkpoint import CHECKPOINT_NAME, FORMAT, atomic_save, capture_rng, load_checkpoint, restore_rng
 from .config import TrainConfig
 from .ddp import DistEnv, all_reduce_sum, barrier, gather_objects, init_distributed, shutdown
 from .engine import Engine
-from .errors import CheckpointError, TrainingInterrupted
+from .errors import CheckpointError, TrainingDiverged, TrainingInterrupted
 from .metrics import write_metrics
 from .progress import Reporter, make_reporter
 from .schedule import LRSchedule
@@ -246,10 +251,12 @@ def _train_epoch(run: _Run) -> None:
     run.accum = run.accum or _Accum.zero(run.env.device)
     run.reporter.epoch_start(run.epoch, run.step)
     start = time.perf_counter()
+    guard = _LossGuard(run)
     for x, y in run.source.train_batches(run.epoch, run.step):
         global_step = run.epoch * steps + run.step
         run.schedule.apply(engine.optimizer, global_step)
         loss, logits = engine.train_step(x, y)
+        guard.check(loss)
         with torch.no_grad():
             run.accum.loss_sum += loss.detach().double() * len(y)
             run.accum.correct += (logits.argmax(dim=1) == y).sum()
@@ -263,11 +270,34 @@ def _train_epoch(run: _Run) -> None:
             _sync(run.env.device)
             run.accum.seconds += time.perf_counter() - start
             start = time.perf_counter()
+            guard.flush()
             _save_checkpoint(run)
             if stop:
                 raise TrainingInterrupted(str(run.run_dir), run.epoch + 1, run.step)
+    guard.flush()
     _sync(run.env.device)
     run.accum.seconds += time.perf_counter() - start
+
+
+class _LossGuard:
+    """Stops the run at the first non-finite loss, checking each step's loss one step late (so the
+    check does not wait for the device: by then that loss is computed)."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run, self.pending = run, None
+
+    def check(self, loss: torch.Tensor) -> None:
+        self.flush()
+        self.pending = (loss.detach(), self.run.epoch + 1, self.run.step + 1)
+
+    def flush(self) -> None:
+        if self.pending is None:
+            return
+        loss, epoch, step = self.pending
+        self.pending = None
+        if not bool(torch.isfinite(loss)):
+            lr = self.run.schedule.lr_at(self.run.epoch * self.run.source.steps_per_epoch + step - 1)
+            raise TrainingDiverged(float(loss), epoch, step, lr)
 
 
 def _sync(device: torch.device) -> None:
@@ -326,8 +356,6 @@ def _title(model: nn.Module, dataset: str, model_info: dict[str, Any] | None) ->
 def _save_weights(model: nn.Module, path: Path) -> None:
     from safetensors.torch import save_model
 
-    from .checkpoint import atomic_write
-
     atomic_write(path, lambda tmp: save_model(model, str(tmp)))
 
 
@@ -347,23 +375,39 @@ def run_training(model: nn.Module, config: TrainConfig, run_dir: str | Path, *, 
     run_dir = Path(run_dir)
     env = init_distributed(config.device)
     try:
-        _check_run_dir(run_dir, resume)
-        barrier(env)  # every rank has looked before rank 0 writes
-        _seed_everything(config, env)
-        engine = Engine(model, config, env)
-        source = make_source(config, env, engine.memory_format)
-        engine.check_output(source.in_chans, source.image_size, source.num_classes)
-        run = _Run(config, env, run_dir, source, engine, LRSchedule(config, source.steps_per_epoch),
-                   reporter or make_reporter(config.progress, env.is_main), kill_after=_kill_switch())
-        if resume:
-            _restore(run)
-        num_params = sum(p.numel() for p in engine.model.parameters())
-        _write_config(run, model_info, num_params)
-        _loop(run)
-        _finalize(run, num_params, title=_title(engine.model, source.name, model_info))
-        return RunResult(run_dir, list(run.history), num_params, engine.model)
+        with _run_lock(run_dir, env):
+            return _run_locked(model, config, run_dir, env, resume, model_info, reporter)
     finally:
         shutdown(env)
+
+
+def _run_lock(run_dir: Path, env: DistEnv):
+    """Rank 0 holds the run directory's lock; the other ranks write nothing."""
+    import contextlib
+
+    if not env.is_main:
+        return contextlib.nullcontext()
+    ensure_directory(run_dir.absolute().parent)
+    return output_lock(run_dir)
+
+
+def _run_locked(model, config, run_dir, env, resume, model_info, reporter) -> RunResult:
+    """:func:`run_training`'s body, with the run directory locked."""
+    _check_run_dir(run_dir, resume)
+    barrier(env)  # every rank has looked before rank 0 writes
+    _seed_everything(config, env)
+    engine = Engine(model, config, env)
+    source = make_source(config, env, engine.memory_format)
+    engine.check_output(source.in_chans, source.image_size, source.num_classes)
+    run = _Run(config, env, run_dir, source, engine, LRSchedule(config, source.steps_per_epoch),
+               reporter or make_reporter(config.progress, env.is_main), kill_after=_kill_switch())
+    if resume:
+        _restore(run)
+    num_params = sum(p.numel() for p in engine.model.parameters())
+    _write_config(run, model_info, num_params)
+    _loop(run)
+    _finalize(run, num_params, title=_title(engine.model, source.name, model_info))
+    return RunResult(run_dir, list(run.history), num_params, engine.model)
 
 
 def _loop(run: _Run) -> None:
