@@ -26,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import math
 import os
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import SurgeryError
-from .locks import output_lock, try_output_lock
+from .locks import output_lock, short_name, try_output_lock
 
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "json_safe",
            "replace_directory", "recover_directory", "remove_stale", "ensure_directory", "short_name",
@@ -50,19 +49,6 @@ __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_wr
 #: the writer between the two renames.
 KILL_ENV = "RELU_SURGERY_TEST_KILL_REPLACE"
 _RENAME_EXCHANGE = 2
-
-
-def short_name(name: str, limit: int = 96) -> str:
-    """``name`` if it is at most ``limit`` bytes, else a prefix plus a hash (for hidden helper names).
-
-    Example:
-        >>> short_name("er20"), len(short_name("d" * 250))
-        ('er20', 75)
-    """
-    raw = name.encode()
-    if len(raw) <= limit:
-        return name
-    return raw[:64].decode(errors="ignore") + "~" + hashlib.sha1(raw).hexdigest()[:10]
 
 
 def _temp_path(path: Path, kind: str = "tmp") -> Path:

@@ -27,11 +27,25 @@ from pathlib import Path
 
 from .errors import SurgeryError
 
-__all__ = ["OutputBusyError", "output_lock", "try_output_lock", "lock_path"]
+__all__ = ["OutputBusyError", "output_lock", "try_output_lock", "lock_path", "short_name"]
 
 
 class OutputBusyError(SurgeryError):
     """Another process is writing the same output right now."""
+
+
+def short_name(name: str, limit: int = 96) -> str:
+    """``name`` if it is at most ``limit`` bytes, else a prefix plus a hash (for hidden helper files:
+    the lock, temporaries), so an output name of up to 255 bytes still leaves room for them.
+
+    Example:
+        >>> short_name("er20"), len(short_name("d" * 250))
+        ('er20', 75)
+    """
+    raw = name.encode()
+    if len(raw) <= limit:
+        return name
+    return raw[:64].decode(errors="ignore") + "~" + hashlib.sha1(raw).hexdigest()[:10]
 
 
 def lock_path(out) -> Path:
@@ -42,9 +56,7 @@ def lock_path(out) -> Path:
         '/runs/.er20.lock'
     """
     out = Path(out).absolute()
-    raw = out.name.encode()
-    name = out.name if len(raw) <= 96 else raw[:64].decode(errors="ignore") + "~" + hashlib.sha1(raw).hexdigest()[:10]
-    return out.parent / f".{name}.lock"
+    return out.parent / f".{short_name(out.name)}.lock"
 
 
 def _holder_text() -> str:

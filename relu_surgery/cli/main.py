@@ -87,8 +87,8 @@ def _check_blocks(_ctx, _param, value):
 
 
 def _check_location(_ctx, _param, value):
-    """Refuse a bad --location (0, not a number or a name) while parsing."""
-    if value is not None:
+    """Refuse a bad --location site number (0, 1.5) while parsing; names are each rewrite's to check."""
+    if value is not None and not str(value).isidentifier():
         from ..surgery.erase import parse_location  # noqa: PLC0415
 
         parse_location(value)
@@ -324,6 +324,10 @@ def main(argv=None) -> int:
     try:
         cli.main(args=argv, prog_name="relu-surgery", standalone_mode=False)
     except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.UsageError as exc:  # one line, not click's usage block
+        hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
         return exc.exit_code
     except click.ClickException as exc:
         exc.show()

@@ -171,7 +171,7 @@ def build_source(name: str, kwargs: dict, pretrained: bool = False, search_cwd: 
     must not make a module shipped beside it importable).
 
     Example:
-        >>> build_source("cifar_resnet20", {"num_classes": 10}).fc.out_features
+        >>> build_source("cifar_resnet20", {"num_classes": 10}).head.fc.out_features
         10
     """
     source, target = resolve_name(name)

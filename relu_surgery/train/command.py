@@ -218,9 +218,9 @@ def _resume_setup(ctx: click.Context, opts: dict[str, Any]):
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         config = TrainConfig.from_dict(doc["train"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"cannot resume {run_dir}: no readable config.json ({exc})") from None
-    if "spec" not in doc.get("model", {}):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise CheckpointError(f"cannot resume {run_dir}: no readable config.json ({str(exc).splitlines()[0]})") from None
+    if not isinstance(doc.get("model"), dict) or "spec" not in doc["model"]:
         raise CheckpointError(f"{run_dir} was not started by this command; resume it with run_training(..., resume=True)")
     fixed = [o for o, f in CONFIG_OPTIONS.items() if f not in RUNTIME_FIELDS and _given(ctx, o)]
     fixed += [o for o in ("model", "dataset", "out", "preset", "erase", "location", "rewrites", "model_args",
@@ -229,7 +229,10 @@ def _resume_setup(ctx: click.Context, opts: dict[str, Any]):
         raise TrainConfigError(f"--resume continues the saved run; these cannot change: {', '.join(sorted(fixed))}")
     runtime = {field: opts[o] for o, field in CONFIG_OPTIONS.items() if field in RUNTIME_FIELDS and opts[o] is not None}
     opts["out"] = str(run_dir)
-    spec = ModelSpec.from_dict(doc["model"]["spec"])
+    try:
+        spec = ModelSpec.from_dict(doc["model"]["spec"])
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise CheckpointError(f"cannot resume {run_dir}: config.json has no valid model description ({exc!r})") from None
     check_trust(spec.source, spec.args, bool(opts["trust_code"]), str(path))
     return config.replace(**runtime), spec
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +44,8 @@ from .checkpoint import CHECKPOINT_NAME, FORMAT, atomic_save, capture_rng, load_
 from .config import TrainConfig
 from .ddp import DistEnv, all_reduce_sum, barrier, gather_objects, init_distributed, shutdown
 from .engine import Engine
-from .errors import CheckpointError, TrainingDiverged, TrainingInterrupted
+from .errors import CheckpointError, TrainingInterrupted
+from .guards import LossGuard, StopFlag
 from .metrics import write_metrics
 from .progress import Reporter, make_reporter
 from .schedule import LRSchedule
@@ -116,30 +116,8 @@ class _Run:
     epoch: int = 0
     step: int = 0
     accum: _Accum | None = None
-    stop: "_StopFlag | None" = None
+    stop: StopFlag | None = None
     kill_after: tuple[int, int] | None = None
-
-
-class _StopFlag:
-    """SIGTERM/SIGINT handler that asks the loop to checkpoint and stop (main thread, one process)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.requested, self.enabled, self.previous = False, enabled, {}
-
-    def __enter__(self) -> "_StopFlag":
-        if self.enabled and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:  # a second signal: stop now, without waiting for the step to end
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
 
 
 def _kill_switch() -> tuple[int, int] | None:
@@ -251,12 +229,12 @@ def _train_epoch(run: _Run) -> None:
     run.accum = run.accum or _Accum.zero(run.env.device)
     run.reporter.epoch_start(run.epoch, run.step)
     start = time.perf_counter()
-    guard = _LossGuard(run)
+    guard = LossGuard(lambda epoch, step: run.schedule.lr_at((epoch - 1) * steps + step - 1))
     for x, y in run.source.train_batches(run.epoch, run.step):
         global_step = run.epoch * steps + run.step
         run.schedule.apply(engine.optimizer, global_step)
         loss, logits = engine.train_step(x, y)
-        guard.check(loss)
+        guard.check(loss, run.epoch + 1, run.step + 1)
         with torch.no_grad():
             run.accum.loss_sum += loss.detach().double() * len(y)
             run.accum.correct += (logits.argmax(dim=1) == y).sum()
@@ -277,27 +255,6 @@ def _train_epoch(run: _Run) -> None:
     guard.flush()
     _sync(run.env.device)
     run.accum.seconds += time.perf_counter() - start
-
-
-class _LossGuard:
-    """Stops the run at the first non-finite loss, checking each step's loss one step late (so the
-    check does not wait for the device: by then that loss is computed)."""
-
-    def __init__(self, run: _Run) -> None:
-        self.run, self.pending = run, None
-
-    def check(self, loss: torch.Tensor) -> None:
-        self.flush()
-        self.pending = (loss.detach(), self.run.epoch + 1, self.run.step + 1)
-
-    def flush(self) -> None:
-        if self.pending is None:
-            return
-        loss, epoch, step = self.pending
-        self.pending = None
-        if not bool(torch.isfinite(loss)):
-            lr = self.run.schedule.lr_at(self.run.epoch * self.run.source.steps_per_epoch + step - 1)
-            raise TrainingDiverged(float(loss), epoch, step, lr)
 
 
 def _sync(device: torch.device) -> None:
@@ -413,7 +370,7 @@ def _run_locked(model, config, run_dir, env, resume, model_info, reporter) -> Ru
 def _loop(run: _Run) -> None:
     run.reporter.start(run.run_dir.name, run.config.epochs, run.source.steps_per_epoch, run.epoch, run.step)
     try:
-        with _StopFlag(enabled=not run.env.distributed) as stop:
+        with StopFlag(enabled=not run.env.distributed) as stop:
             run.stop = stop
             run.engine.model.train()
             while run.epoch < run.config.epochs:
