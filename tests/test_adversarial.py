@@ -246,6 +246,24 @@ def test_kill_during_a_force_replacement_leaves_old_or_new(capsys, saved, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["er20"]  # the next write cleaned up
 
 
+def test_a_save_replaced_while_it_is_read_is_read_again(saved, tmp_path, monkeypatch):
+    import relu_surgery.models.saving as saving
+
+    d = copy_of(saved, tmp_path)
+    newer, report = rs.erase(rs.create_model("cifar_resnet20"), proportion=1.0, check=False)
+    real, calls = saving._load_weights, []
+
+    def replaced_midway(model, weights):  # another process replaces the save between recipe and weights
+        if not calls:
+            rs.save(newer, d, report, force=True)
+        calls.append(weights)
+        real(model, weights)
+
+    monkeypatch.setattr(saving, "_load_weights", replaced_midway)
+    loaded = rs.load(d)
+    assert len(calls) == 2 and loaded.code == newer.code  # the recipe and weights of one save, never a mix
+
+
 def test_stale_temporaries_are_removed_by_the_next_write(capsys, saved, tmp_path):
     copy_of(saved, tmp_path)
     for name in (".er20.tmp-99999999-dead", ".er20.old-99999999-beef"):  # killed writes of er20

@@ -146,7 +146,8 @@ def load(path, trust_code: bool = False) -> nn.Module:
     """Rebuild a saved model: recipe checked, source model built, rewrites replayed, weights loaded strictly.
 
     Runs no user code unless ``trust_code``: a recipe whose source is ``module:callable`` (or whose
-    builder arguments read files) is refused with one line saying so.
+    builder arguments read files) is refused with one line saying so. A save that is replaced
+    while it is read is read again, so recipe and weights always come from the same save.
 
     Example:
         >>> # model = relu_surgery.load("runs/er110")
@@ -154,6 +155,23 @@ def load(path, trust_code: bool = False) -> nn.Module:
     """
     path = Path(path)
     recover_directory(path)
+    for _ in range(3):
+        before = _identity(path)
+        model = _load_once(path, trust_code)
+        if _identity(path) == before:
+            return model
+    raise SurgeryError(f"{path} kept being replaced while it was read; try again")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _load_once(path: Path, trust_code: bool) -> nn.Module:
     recipe = read_recipe(path, trust_code=trust_code)
     where = str(path / RECIPE)
     source = recipe["source"]
