@@ -57,7 +57,8 @@ def _flag(key: str) -> bool:
 
 def model_options(f):
     """--model-arg, --weights, --pretrained, --input-size, --trust-code."""
-    f = click.option("--trust-code", is_flag=True, expose_value=False, callback=_remember_flag("relu_surgery.trust_code"),
+    f = click.option("--trust-code", is_flag=True, expose_value=False,
+                     callback=_remember_flag("relu_surgery.trust_code"),
                      help="Let a saved directory's recipe import and run the user code it names (module:callable).")(f)
     f = click.option("--input-size", default=None, help="Example input size without batch, e.g. 3,32,32.")(f)
     f = click.option("--pretrained", is_flag=True, help="Ask timm/torchvision for pretrained weights (needs network).")(f)
@@ -127,9 +128,11 @@ def forward_check() -> bool:
 
 def output_options(f):
     """--dry-run, --no-check, --json, --markdown, --code-diff, --out, --force, --allow-empty, --graph."""
-    f = click.option("--allow-empty", is_flag=True, expose_value=False, callback=_remember_flag("relu_surgery.allow_empty"),
+    f = click.option("--allow-empty", is_flag=True, expose_value=False,
+                     callback=_remember_flag("relu_surgery.allow_empty"),
                      help="Accept a rewrite that changes nothing (otherwise an error, exit code 2).")(f)
-    f = click.option("--no-check", is_flag=True, expose_value=False, callback=_remember_flag("relu_surgery.no_check"),
+    f = click.option("--no-check", is_flag=True, expose_value=False,
+                     callback=_remember_flag("relu_surgery.no_check"),
                      help="Skip the two forward passes that count MACs and check the rewritten model's output.")(f)
     f = click.option("--graph", type=click.Path(dir_okay=False), default=None, expose_value=False,
                      callback=_remember_graph,

@@ -73,7 +73,8 @@ def _expect(ok: bool, where: str, what: str) -> None:
 
 def _check_source(source, where: str) -> None:
     _expect(isinstance(source, dict), where, "'source' must be an object with 'name' and 'kwargs'")
-    _expect(not set(source) - _SOURCE_KEYS, where, f"unknown key(s) in 'source': {', '.join(sorted(set(source) - _SOURCE_KEYS))}")
+    unknown = sorted(set(source) - _SOURCE_KEYS)
+    _expect(not unknown, where, f"unknown key(s) in 'source': {', '.join(unknown)}")
     name = source.get("name")
     _expect(isinstance(name, str) and bool(name.strip()), where, "'source.name' must be a model name")
     _expect(source.get("source") in _SOURCES | {None}, where,
@@ -86,7 +87,8 @@ def _check_source(source, where: str) -> None:
 
 def _check_rewrite(index: int, entry, where: str) -> None:
     at = f"{where}: rewrite {index}"
-    _expect(isinstance(entry, dict) and isinstance(entry.get("rewrite"), str), at, "must be an object with a 'rewrite' name")
+    _expect(isinstance(entry, dict) and isinstance(entry.get("rewrite"), str), at,
+            "must be an object with a 'rewrite' name")
     name = entry["rewrite"]
     _expect(name in STEP_BUILDERS, at, f"unknown rewrite {name!r} (known: {', '.join(sorted(STEP_BUILDERS))})")
     params = inspect.signature(STEP_BUILDERS[name]).parameters
@@ -96,7 +98,8 @@ def _check_rewrite(index: int, entry, where: str) -> None:
     _expect(isinstance(discovery, dict) and not set(discovery) - {"block_types", "block_names"}, at,
             "'discovery' may only hold 'block_types' and 'block_names'")
     for key, value in discovery.items():
-        _expect(isinstance(value, list) and all(isinstance(v, str) for v in value), at, f"'{key}' must be a list of names")
+        _expect(isinstance(value, list) and all(isinstance(v, str) for v in value), at,
+                f"'{key}' must be a list of names")
 
 
 def validate_recipe(recipe, where: str = RECIPE) -> dict:

@@ -219,7 +219,8 @@ def _resume_setup(ctx: click.Context, opts: dict[str, Any]):
         doc = json.loads(path.read_text(encoding="utf-8"))
         config = TrainConfig.from_dict(doc["train"])
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise CheckpointError(f"cannot resume {run_dir}: no readable config.json ({str(exc).splitlines()[0]})") from None
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"cannot resume {run_dir}: no readable config.json ({detail})") from None
     if not isinstance(doc.get("model"), dict) or "spec" not in doc["model"]:
         raise CheckpointError(f"{run_dir} was not started by this command; resume it with run_training(..., resume=True)")
     fixed = [o for o, f in CONFIG_OPTIONS.items() if f not in RUNTIME_FIELDS and _given(ctx, o)]
