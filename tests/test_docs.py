@@ -10,7 +10,8 @@ import pytest
 CORE = ["graph.activations", "graph.analysis", "graph.blocks", "report.costs", "errors", "graph.example_inputs",
         "graph.ops", "models.resolve", "graph.records", "report.report", "models.saving", "surgery.selection",
         "graph.tracing", "models.weights", "surgery.pipeline", "surgery.erase", "surgery.registry",
-        "models.zoo._registry", "graph.running", "report.records", "surgery.plan"]
+        "models.zoo._registry", "graph.running", "report.records", "surgery.plan", "atomic", "locks",
+        "models.recipe", "graph.intake", "models.sources"]
 
 
 @pytest.mark.parametrize("name", CORE)

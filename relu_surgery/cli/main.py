@@ -40,8 +40,26 @@ def _parse_model_args(pairs) -> dict:
     return out
 
 
+def _remember_flag(key: str):
+    """A callback keeping a flag in the context under ``key`` (read by :func:`_flag`), so every command
+    sees it without a new parameter."""
+    def remember(ctx, _param, value):
+        if value:
+            ctx.meta[key] = True
+        return value
+    return remember
+
+
+def _flag(key: str) -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get(key))
+
+
 def model_options(f):
-    """--model-arg, --weights, --pretrained, --input-size."""
+    """--model-arg, --weights, --pretrained, --input-size, --trust-code."""
+    f = click.option("--trust-code", is_flag=True, expose_value=False,
+                     callback=_remember_flag("relu_surgery.trust_code"),
+                     help="Let a saved directory's recipe import and run the user code it names (module:callable).")(f)
     f = click.option("--input-size", default=None, help="Example input size without batch, e.g. 3,32,32.")(f)
     f = click.option("--pretrained", is_flag=True, help="Ask timm/torchvision for pretrained weights (needs network).")(f)
     f = click.option("--weights", type=click.Path(dir_okay=False), default=None,
@@ -60,6 +78,24 @@ def discovery_options(f):
     return f
 
 
+def _check_blocks(_ctx, _param, value):
+    """Refuse a bad --blocks list (empty range, block 0) while parsing, before any model is built."""
+    if value:
+        from ..surgery.selection import parse_block_list  # noqa: PLC0415
+
+        parse_block_list(value)
+    return value
+
+
+def _check_location(_ctx, _param, value):
+    """Refuse a bad --location site number (0, 1.5) while parsing; names are each rewrite's to check."""
+    if value is not None and not str(value).isidentifier():
+        from ..surgery.erase import parse_location  # noqa: PLC0415
+
+        parse_location(value)
+    return value
+
+
 def selection_options(f):
     """--proportion, --location, --blocks, --stage, --random, --seed, --activations."""
     f = click.option("--activations", default="relu", show_default=True,
@@ -67,9 +103,9 @@ def selection_options(f):
     f = click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random.")(f)
     f = click.option("--random", "random_", is_flag=True, help="Sample blocks at random instead of uniformly.")(f)
     f = click.option("--stage", default=None, help="Only blocks of this stage (1-based index or name glob).")(f)
-    f = click.option("--blocks", "blocks_spec", default=None,
+    f = click.option("--blocks", "blocks_spec", default=None, callback=_check_blocks,
                      help="Only these blocks: 1-based indices, ranges (2-5) or name globs, comma-separated.")(f)
-    f = click.option("--location", default="last", show_default=True,
+    f = click.option("--location", default="last", show_default=True, callback=_check_location,
                      help="Sites inside each block: last, first, all or a 1-based site number.")(f)
     f = click.option("--proportion", "-p", type=float, default=1.0, show_default=True,
                      help="Proportion of blocks, chosen uniformly: indices floor(j/P).")(f)
@@ -85,27 +121,23 @@ def _remember_graph(ctx, _param, value):
     return value
 
 
-def _remember_no_check(ctx, _param, value):
-    """Keep --no-check in the context (read by :func:`forward_check`)."""
-    if value:
-        ctx.meta["relu_surgery.no_check"] = True
-    return value
-
-
 def forward_check() -> bool:
     """False when the running command was given --no-check (skip the forward passes)."""
-    ctx = click.get_current_context(silent=True)
-    return not (ctx is not None and ctx.meta.get("relu_surgery.no_check"))
+    return not _flag("relu_surgery.no_check")
 
 
 def output_options(f):
-    """--dry-run, --no-check, --json, --markdown, --code-diff, --out, --force, --graph."""
-    f = click.option("--no-check", is_flag=True, expose_value=False, callback=_remember_no_check,
+    """--dry-run, --no-check, --json, --markdown, --code-diff, --out, --force, --allow-empty, --graph."""
+    f = click.option("--allow-empty", is_flag=True, expose_value=False,
+                     callback=_remember_flag("relu_surgery.allow_empty"),
+                     help="Accept a rewrite that changes nothing (otherwise an error, exit code 2).")(f)
+    f = click.option("--no-check", is_flag=True, expose_value=False,
+                     callback=_remember_flag("relu_surgery.no_check"),
                      help="Skip the two forward passes that count MACs and check the rewritten model's output.")(f)
     f = click.option("--graph", type=click.Path(dir_okay=False), default=None, expose_value=False,
                      callback=_remember_graph,
                      help="Draw the changed blocks before/after (changed nodes highlighted) to FILE (.svg, .png or .html).")(f)
-    f = click.option("--force", is_flag=True, help="Replace an existing non-empty --out directory.")(f)
+    f = click.option("--force", is_flag=True, help="Replace a previous relu_surgery save in --out (nothing else).")(f)
     f = click.option("--out", type=click.Path(file_okay=False), default=None,
                      help="Write weights (safetensors), recipe and report to this directory (atomically).")(f)
     f = click.option("--code-diff", is_flag=True, help="Print the unified diff of the generated forward code.")(f)
@@ -116,14 +148,22 @@ def output_options(f):
 
 
 def load_model(name: str, model_args=(), weights=None, pretrained=False):
-    """Build the named model and load ``weights`` into it (library errors propagate)."""
+    """Build the named model and load ``weights`` into it (library errors propagate).
+
+    A saved directory's user code runs only when the command was given ``--trust-code``.
+    """
     from ..models.resolve import create_model  # noqa: PLC0415
     from ..models.weights import load_weights  # noqa: PLC0415
 
-    model = create_model(name, pretrained=pretrained, **_parse_model_args(model_args))
+    model = create_model(name, pretrained=pretrained, trust_code=trust_code(), **_parse_model_args(model_args))
     if weights:
         load_weights(model, weights)
     return model
+
+
+def trust_code() -> bool:
+    """True when the running command was given --trust-code."""
+    return _flag("relu_surgery.trust_code")
 
 
 def example_input(input_size):
@@ -132,11 +172,15 @@ def example_input(input_size):
         return None
     import torch  # noqa: PLC0415
 
+    from ..errors import SurgeryError  # noqa: PLC0415
+
     try:
         dims = tuple(int(d) for d in str(input_size).split(","))
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {input_size!r}",
-                                 param_hint="--input-size") from None
+        dims = ()
+    if not dims or any(d < 1 for d in dims):
+        raise SurgeryError(f"--input-size expects positive integers separated by commas (e.g. 3,32,32), "
+                           f"got {input_size!r}")
     return torch.randn((1, *dims), generator=torch.Generator().manual_seed(0))
 
 
@@ -145,9 +189,14 @@ def emit(report, new_model, dry_run, as_json, markdown, code_diff, out, force, g
     from ..report.terminal import render_report  # noqa: PLC0415
     from ..models.saving import save  # noqa: PLC0415
 
+    from ..errors import SurgeryError  # noqa: PLC0415
+
     if graph is None:
         ctx = click.get_current_context(silent=True)
         graph = ctx.meta.get("relu_surgery.graph") if ctx is not None else None
+    empty = report.nothing_changed()
+    if empty and not _flag("relu_surgery.allow_empty"):
+        raise SurgeryError(f"{empty}; pass --allow-empty to accept an unchanged model")
     if out and not dry_run:
         save(new_model, out, report, force=force)
     if graph:
@@ -278,6 +327,10 @@ def main(argv=None) -> int:
     try:
         cli.main(args=argv, prog_name="relu-surgery", standalone_mode=False)
     except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.UsageError as exc:  # one line, not click's usage block
+        hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
         return exc.exit_code
     except click.ClickException as exc:
         exc.show()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from .main import _console, discovery_options, example_input, load_model, model_options
+from .main import _console, discovery_options, example_input, load_model, model_options, trust_code
 
 __all__ = ["probe", "REWRITES"]
 
@@ -90,7 +90,7 @@ def _models(model, model_args, weights, pretrained, rewrite, proportion, locatio
     from ..models.saving import RECIPE  # noqa: PLC0415
 
     if Path(model).is_dir() and (Path(model) / RECIPE).is_file():
-        return models_from_directory(model)
+        return models_from_directory(model, trust_code())
     net = load_model(model, model_args, weights, pretrained)
     return net, _rewrite(net, rewrite, proportion, location, x), None
 

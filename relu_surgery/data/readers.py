@@ -72,7 +72,10 @@ def read_idx(path: str | Path, limit: int | None = None) -> torch.Tensor:
 
 
 class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickler for CIFAR batches: numpy arrays and builtins only, never arbitrary objects."""
+    """Unpickler for CIFAR batches: plain containers and numpy arrays only, never arbitrary objects.
+
+    No class or function outside this list is ever looked up, so a dataset file cannot run code.
+    """
 
     _ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -100,12 +103,19 @@ def read_cifar_batch(path: str | Path, label_key: str, limit: int | None = None)
     try:
         with open(path, "rb") as handle:
             batch = _ArrayUnpickler(handle, encoding="latin1").load()
-    except (pickle.UnpicklingError, *_READ_ERRORS, ValueError, TypeError, AttributeError) as exc:
-        raise DatasetError(f"{path}: not a readable CIFAR python batch ({exc})") from None
+    except (pickle.UnpicklingError, *_READ_ERRORS, ValueError, TypeError, AttributeError, KeyError,
+            IndexError, RecursionError) as exc:
+        raise DatasetError(f"{path}: not a readable CIFAR python batch ({str(exc).splitlines()[0]})") from None
     if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
         raise DatasetError(f"{path}: not a CIFAR python batch (missing 'data' or {label_key!r})")
-    data = np.asarray(batch["data"], dtype=np.uint8)
-    labels = np.asarray(batch[label_key], dtype=np.int64)
+    raw = batch["data"]
+    if not isinstance(raw, np.ndarray) or raw.dtype.kind not in "iu":
+        raise DatasetError(f"{path}: not a CIFAR python batch ('data' is not an array of integers)")
+    try:
+        data = raw.astype(np.uint8, copy=False)
+        labels = np.asarray(batch[label_key], dtype=np.int64)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DatasetError(f"{path}: corrupt CIFAR batch labels ({exc})") from None
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
         raise DatasetError(f"{path}: corrupt CIFAR batch (data {data.shape}, {len(labels)} labels)")
     if limit is not None:

@@ -11,7 +11,6 @@ Example:
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +23,12 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 
 
 def save_figure(fig, path) -> Path:
-    """Write ``fig`` to ``path`` (format from the suffix) through a temporary file, then close it."""
+    """Write ``fig`` to ``path`` (format from the suffix) atomically (:func:`relu_surgery.atomic.atomic_write`)."""
+    from ..atomic import atomic_write  # noqa: PLC0415
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110,
+                                               bbox_inches="tight"))
     return path
 
 

@@ -17,8 +17,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,8 +92,9 @@ class ProbeResult:
         """Write ``probe.json`` and the PNGs into ``out`` (each file atomically); returns ``out``."""
         from . import plots  # noqa: PLC0415 (matplotlib only when plotting)
 
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        from ..atomic import atomic_write_json, ensure_directory  # noqa: PLC0415
+
+        out = ensure_directory(out)
         models = {m.label: m for m in self.models}
         if any(m.deltas for m in self.models):
             self.plots["delta"] = str(plots.plot_deltas({k: m.deltas for k, m in models.items()}, out / "delta.png"))
@@ -107,9 +106,7 @@ class ProbeResult:
                 {k: m.coherence for k, m in models.items()}, out / "coherence.png"))
         if self.gradient_study is not None:
             self.plots["gradient_study"] = str(plots.plot_gradient_study(self.gradient_study, out / "gradient_study.png"))
-        tmp = out / f".probe.json.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        os.replace(tmp, out / "probe.json")
+        atomic_write_json(self.to_json(), out / "probe.json")
         return out
 
 
@@ -189,8 +186,8 @@ def probe(model: nn.Module, rewritten: nn.Module | None = None, inputs: torch.Te
     return result
 
 
-def models_from_directory(path) -> tuple[nn.Module, nn.Module, str]:
-    """(original, rewritten, note) for a saved rewrite directory.
+def models_from_directory(path, trust_code: bool = False) -> tuple[nn.Module, nn.Module, str]:
+    """(original, rewritten, note) for a saved rewrite directory (its user code runs only with ``trust_code``).
 
     The original is the recipe's source model; it takes every tensor of the saved weights whose
     name and shape it shares (all of them after EraseReLU), so both models carry the same training.
@@ -201,8 +198,8 @@ def models_from_directory(path) -> tuple[nn.Module, nn.Module, str]:
     from ..models.resolve import create_model  # noqa: PLC0415
     from ..models.saving import load, read_recipe  # noqa: PLC0415
 
-    rewritten = load(path)
-    source = read_recipe(path)["source"]
+    rewritten = load(path, trust_code=trust_code)
+    source = read_recipe(path, trust_code=trust_code)["source"]
     original = create_model(source["name"], **(source.get("kwargs") or {}))
     own = original.state_dict()
     saved = rewritten.state_dict()

@@ -22,6 +22,7 @@ from .blocks import BlockSpec, discover_blocks
 from .copying import private_copy
 from ..errors import NoBlocksError
 from .example_inputs import example_input_for
+from .intake import match_input, unwrap_model
 from .records import Block
 from .tracing import TracedModel, annotate_shapes, trace
 
@@ -81,8 +82,7 @@ def analyze(model: nn.Module, example_input=None, spec: BlockSpec | None = None,
             f"no blocks found in {type(model).__name__}{inside}: name them with block_types=/--block-type "
             "(a class name) or block_names=/--block-name (a module-name glob)"
         )
-    if example_input is None:
-        example_input = example_input_for(source)
+    example_input = example_input_for(source) if example_input is None else match_input(example_input, source)
     return Analysis(source, traced, blocks, example_input, model_label(model))
 
 
@@ -105,7 +105,7 @@ def find_blocks(model: nn.Module, example_input=None, *, block_types=(), block_n
         [('a', ['torch.relu'])]
     """
     spec = BlockSpec(tuple(block_types), tuple(block_names), predicate)
-    traced = trace(private_copy(model))
+    traced = trace(private_copy(unwrap_model(model)[0]))
     if example_input is not None:
         annotate_shapes(traced, example_input)
     return discover_blocks(traced, spec)

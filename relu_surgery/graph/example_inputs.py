@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .intake import model_dtype_device
 from .running import eval_mode
 from ..errors import SurgeryError
 
@@ -57,18 +58,19 @@ def _candidates(model: nn.Module):
 
 
 def example_input_for(model: nn.Module, batch: int = 1, seed: int = 0) -> torch.Tensor:
-    """A seeded random input the model accepts (batch 1: reports give MACs per sample).
+    """A seeded random input the model accepts (batch 1: reports give MACs per sample), in the
+    model's floating dtype and on its device.
 
     Raises :class:`SurgeryError` when no size works: pass ``example_input`` / ``--input-size``.
     """
     gen = torch.Generator().manual_seed(seed)
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    dtype, device = model_dtype_device(model)
     size = declared_input_size(model)
     if size is not None:
-        return torch.randn((batch, *size), generator=gen).to(device)
+        return torch.randn((batch, *size), generator=gen).to(device=device, dtype=dtype)
     tried = []
     for size in _candidates(model):
-        x = torch.randn((batch, *size), generator=gen).to(device)
+        x = torch.randn((batch, *size), generator=gen).to(device=device, dtype=dtype)
         try:
             with eval_mode(model), torch.no_grad():
                 model(x)

@@ -12,23 +12,25 @@ import os
 
 import torch.nn as nn
 
+from ..atomic import recover_directory
 from .saving import load
-from .sources import build_from_source, list_models
+from .sources import build_source, list_models
 
 __all__ = ["create_model", "list_models"]
 
 
-def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
+def create_model(name: str, pretrained: bool = False, *, trust_code: bool = False, **kwargs) -> nn.Module:
     """Build model ``name`` from the zoo, timm, torchvision, user code, or load a saved directory.
 
     A directory written by ``--out`` / :func:`relu_surgery.save` is loaded with its rewrites
-    (:func:`relu_surgery.load`); anything else is built by
-    :func:`relu_surgery.models.sources.build_from_source` (random weights unless ``pretrained``).
+    (:func:`relu_surgery.load`, which runs the user code its recipe names only with ``trust_code``);
+    anything else is built by :func:`relu_surgery.models.sources.build_from_source` (random weights
+    unless ``pretrained``).
 
     Example:
         >>> create_model("resnet18").rs_source["source"]
         'timm'
     """
-    if os.path.isdir(name):
-        return load(name)
-    return build_from_source(name, pretrained, **kwargs)
+    if os.path.isdir(name) or recover_directory(name):
+        return load(name, trust_code=trust_code)
+    return build_source(name, kwargs, pretrained)

@@ -1,8 +1,9 @@
 """Build a model from a source name: the papers' zoo, timm, torchvision or ``module:callable``.
 
 Sources, in order for a bare name: the papers' zoo, timm, torchvision. Prefixes force one:
-``zoo:``, ``timm:``, ``tv:``; ``package.module:callable`` imports user code (only when asked).
-Saved directories are :mod:`relu_surgery.models.resolve`'s business.
+``zoo:``, ``timm:``, ``tv:``; ``package.module:callable`` imports user code (only when asked:
+:func:`is_user_code` tells which names would). Saved directories are
+:mod:`relu_surgery.models.resolve`'s business.
 
 Example:
     >>> m = build_from_source("tv:resnet18", num_classes=10)
@@ -21,9 +22,32 @@ import torch.nn as nn
 
 from ..errors import ModelNotFoundError, SurgeryError
 
-__all__ = ["build_from_source", "resolve_name", "list_models", "all_model_names"]
+__all__ = ["build_from_source", "build_source", "resolve_name", "list_models", "all_model_names", "is_user_code",
+           "TRUSTED_MODULES"]
 
 _PREFIXES = {"zoo": "zoo", "timm": "timm", "tv": "torchvision", "torchvision": "torchvision"}
+
+#: relu_surgery's own modules whose model builders a recipe may name without ``trust_code``.
+TRUSTED_MODULES = ("relu_surgery.train.tiny", "relu_surgery.models.zoo.")
+
+
+def is_user_code(name: str) -> bool:
+    """Whether building ``name`` would import and call code outside relu_surgery, timm and torchvision.
+
+    ``module:callable`` names are user code, except the builders defined in relu_surgery's own
+    zoo and tiny-model modules.
+
+    Example:
+        >>> is_user_code("os:system"), is_user_code("timm:resnet18"), is_user_code("cifar_resnet20")
+        (True, False, False)
+        >>> is_user_code("relu_surgery.train.tiny:tiny_cnn"), is_user_code("relu_surgery.train.tiny:nn.Module")
+        (False, True)
+    """
+    prefix, sep, attr = name.partition(":")
+    if not sep or prefix in _PREFIXES:
+        return False
+    own = any(prefix == m or (m.endswith(".") and prefix.startswith(m)) for m in TRUSTED_MODULES)
+    return not (own and attr.isidentifier())
 
 
 def _zoo_names() -> list[str]:
@@ -91,9 +115,9 @@ def _not_found(name: str, known: list[str], what: str):
     raise ModelNotFoundError(f"{what} {name!r}{hint}")
 
 
-def _import_callable(spec: str):
+def _import_callable(spec: str, search_cwd: bool = True):
     module_name, _, attr = spec.partition(":")
-    if os.getcwd() not in sys.path:
+    if search_cwd and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         obj = importlib.import_module(module_name)
@@ -105,6 +129,8 @@ def _import_callable(spec: str):
         obj = getattr(obj, part)
     if not callable(obj):
         raise ModelNotFoundError(f"{spec!r} is not callable")
+    if not is_user_code(spec) and getattr(obj, "__module__", None) != module_name:
+        raise ModelNotFoundError(f"{spec!r} is not a model builder of {module_name}")
     return obj
 
 
@@ -135,6 +161,19 @@ def build_from_source(name: str, pretrained: bool = False, **kwargs) -> nn.Modul
         >>> build_from_source("resnet18").rs_source["source"]
         'timm'
     """
+    return build_source(name, kwargs, pretrained)
+
+
+def build_source(name: str, kwargs: dict, pretrained: bool = False, search_cwd: bool = True) -> nn.Module:
+    """:func:`build_from_source` with the builder's arguments as a dict.
+
+    ``search_cwd=False`` keeps the current directory off ``sys.path`` (a saved directory's recipe
+    must not make a module shipped beside it importable).
+
+    Example:
+        >>> build_source("cifar_resnet20", {"num_classes": 10}).head.fc.out_features
+        10
+    """
     source, target = resolve_name(name)
     if source == "directory":
         raise ModelNotFoundError(f"{name!r} is a directory, not a model source name")
@@ -153,12 +192,10 @@ def build_from_source(name: str, pretrained: bool = False, **kwargs) -> nn.Modul
 
             model = torchvision.models.get_model(target, **_torchvision_weights(target, pretrained), **kwargs)
         else:
-            model = _import_callable(target)(**kwargs)
+            model = _import_callable(target, search_cwd)(**kwargs)
     except (TypeError, ValueError) as exc:
         raise SurgeryError(f"cannot build {name!r} with {kwargs}: {exc}") from None
     if not isinstance(model, nn.Module):
         raise SurgeryError(f"{name!r} did not return an nn.Module (got {type(model).__name__})")
     model.rs_source = {"name": name, "source": source, "kwargs": dict(kwargs)}
     return model
-
-

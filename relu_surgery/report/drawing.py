@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import html
 import io
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,10 +173,9 @@ def draw_report(report: Report, path) -> Path:
 
 
 def _write(path: Path, data) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
-    os.replace(tmp, path)
+    from ..atomic import atomic_write_bytes  # noqa: PLC0415
+
+    atomic_write_bytes(data if isinstance(data, bytes) else data.encode(), path)
     return path
 
 

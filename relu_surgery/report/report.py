@@ -50,6 +50,12 @@ class StepReport:
             "norms_removed": list(self.norms_removed),
         }
 
+    @property
+    def changed_something(self) -> bool:
+        """Whether this step changed any site, node or norm."""
+        return bool(self.changes or self.nodes_removed or self.nodes_added or self.norms_added
+                    or self.norms_moved or self.norms_removed)
+
     def norm_lines(self) -> list[tuple[str, str]]:
         """(label, value) rows for the norms this step added (untrained), moved and removed."""
         rows = []
@@ -111,6 +117,22 @@ class Report:
         """1-based indices of the blocks any step selected."""
         return tuple(sorted({i for s in self.steps for i in s.selected}))
 
+    def nothing_changed(self) -> str | None:
+        """Why the rewrite changed nothing (one sentence), or None when it changed something.
+
+        Example:
+            >>> import torchvision, relu_surgery as rs
+            >>> _, report = rs.erase(torchvision.models.resnet18(), location=9, dry_run=True)
+            >>> report.nothing_changed()[:64]
+            'the erase plan changes nothing: block 1 (layer1.0, BasicBlock) h'
+        """
+        if any(s.changed_something for s in self.steps):
+            return None
+        reasons = [w for s in self.steps for w in s.warnings]
+        more = f" (and {len(reasons) - 1} more like it)" if len(reasons) > 1 else ""
+        detail = reasons[0] + more if reasons else (self.steps[-1].selection_reason if self.steps else "no step")
+        return f"the {' + '.join(s.rewrite for s in self.steps)} plan changes nothing: {detail}"
+
     def target_sites(self, after: bool = False) -> int:
         """Number of sites of the targeted kinds before (or after) the rewrite."""
         counts = self.sites_after if after else self.sites_before
@@ -170,14 +192,15 @@ class Report:
         rows += [
             (f"{kinds} sites", f"{self.target_sites()} -> {self.target_sites(after=True)}"),
             ("Parameters", _before_after(self.params_before, self.params_after, "{:,}")),
-            ("MACs", f"not measured ({'dry run' if self.dry_run else 'check=False'})" if self.macs_before is None
+            ("MACs", f"not measured ({'dry run' if self.dry_run else fc.get('skipped', 'check=False')})"
+             if self.macs_before is None
              else _before_after(self.macs_before, self.macs_after, "{:,}")),
             ("State dict", "unchanged (strict load of the original checkpoint works)" if sd.get("unchanged")
              else f"added {len(sd['added'])}, removed {len(sd['removed'])}, reshaped {len(sd['reshaped'])}, "
                   f"values changed {len(sd.get('values_changed', []))}"),
             ("Graph nodes", f"removed {sum(len(s.nodes_removed) for s in self.steps)}, "
                             f"added {sum(len(s.nodes_added) for s in self.steps)}"),
-            ("Forward pass", "not run (dry run: plan only)" if self.dry_run else "not run (check=False)"
+            ("Forward pass", "not run (dry run: plan only)" if self.dry_run else f"not run ({fc['skipped']})"
              if fc.get("skipped") else f"checked: input {fc.get('input_shape')} -> output {fc.get('output_shape')}"
                              f" (before {fc.get('output_shape_before')}), finite: {'yes' if fc.get('finite') else 'NO'}"),
         ]

@@ -236,7 +236,8 @@ def _plan(analysis: Analysis, variant: str, bias: bool, init: str, settings: dic
         warnings.insert(0, f"{variant} changes the model's function ({why}); only normprop2 and plain "
                            "with bias, initialised from BN statistics, reproduce it")
     selected = tuple(sorted({c.block for c in changes} - {0}))
-    reason = f"every conv->BatchNorm unit ({len(changes)} converted, {len(units) - len(changes)} kept)"
+    reason = (f"every conv->BatchNorm unit ({len(changes)} converted, {len(units) - len(changes)} kept)" if units
+              else "the model has no conv->BatchNorm unit (a Conv2d whose output goes straight into a BatchNorm2d)")
     return Plan("normprop", settings, tuple(analysis.blocks), selected, reason, tuple(changes), tuple(warnings))
 
 

@@ -23,6 +23,7 @@ import torch.nn as nn
 from ..graph.analysis import Analysis, analyze, count_sites
 from ..graph.blocks import BlockSpec, discover_blocks
 from ..graph.copying import paused_gc
+from ..graph.intake import non_finite_tensors, on_meta, unwrap_model
 from ..report.costs import Measurement, count_params, measure, snapshot_state, state_dict_diff
 from ..errors import SurgeryError
 from .plan import Plan
@@ -71,10 +72,15 @@ def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spe
     after-activation). With ``dry_run`` every step is planned (a step followed by another is applied
     to the private copy so the next can be planned), the report shows the plans and ``new_model``
     is None. ``check=False`` skips the two eval-mode forward passes (before and after) that count
-    MACs and check the output's shape and finiteness; the report then says they were not run.
+    MACs and check the output's shape and finiteness; the report then says they were not run (as it
+    does for a model on the meta device, which has no values to compute with). A DataParallel /
+    DistributedDataParallel wrapper is removed first, and the report says so.
     """
+    model, notes = unwrap_model(model)
     with paused_gc():  # tens of thousands of short-lived graph objects: no collection mid-way
-        return _run(model, steps, example_input, spec, dry_run, prelude, check)
+        new_model, report = _run(model, steps, example_input, spec, dry_run, prelude, check)
+    report.warnings[:0] = notes
+    return new_model, report
 
 
 def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn.Module | None, Report]:
@@ -84,7 +90,8 @@ def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn
         steps = [*prelude(analysis), *steps]
     targets = tuple(dict.fromkeys(k for s in steps for k in s.targets))
     code_before, sites_before, records_before = graph_code(gm), count_sites(gm), graph_records(gm)
-    before = measure(gm, analysis.example_input) if check and not dry_run else None
+    meta = on_meta(gm)
+    before = measure(gm, analysis.example_input) if check and not dry_run and not meta else None
     state_before, params_before = snapshot_state(gm), count_params(gm)
     blocks = tuple(analysis.blocks)
     reports: list[StepReport] = []
@@ -103,7 +110,7 @@ def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn
     gm.graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()
-    after, forward_check, notes = _check_forward(gm, analysis.example_input, before)
+    after, forward_check, notes = _check_forward(gm, analysis.example_input, before, meta)
     gm.rs_leaves = dict(analysis.traced.leaves)
     record_recipe(model, gm, steps)
     gm.train(model.training)
@@ -122,9 +129,13 @@ def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn
     return gm, report
 
 
-def _check_forward(gm: fx.GraphModule, example_input, before: Measurement | None):
+def _check_forward(gm: fx.GraphModule, example_input, before: Measurement | None, meta: bool = False):
     """Measure the rewritten model and check it against ``before``: (after, forward_check, notes)."""
     shape = tuple(example_input.shape)
+    if meta:
+        return None, {"input_shape": shape, "skipped": "meta device (no values)"}, [
+            "the model is on the meta device (structure only, no values): the forward checks and MAC counts "
+            "were skipped"]
     if before is None:
         return None, {"input_shape": shape, "skipped": "check=False"}, []
     after = measure(gm, example_input)
@@ -132,6 +143,11 @@ def _check_forward(gm: fx.GraphModule, example_input, before: Measurement | None
         raise SurgeryError(f"the rewritten model's output changed shape {before.output_shape} -> {after.output_shape}")
     mode, notes = "eval", []
     if not after.finite:
+        if not before.finite:
+            bad = non_finite_tensors(gm)
+            where = f" (non-finite values in {', '.join(bad)})" if bad else ""
+            raise SurgeryError(f"the model's output is already non-finite before the rewrite{where}: "
+                               "check its weights; the rewrite is not the cause")
         if not _finite_in_train_mode(gm, example_input):
             raise SurgeryError("the rewritten model produced non-finite values in eval and train mode")
         mode = "train"

@@ -39,7 +39,8 @@ def check_proportion(p: float) -> Fraction:
         raise SelectionError(f"proportion must be a number in (0, 1], got {p!r}") from None
     if not (0.0 < value <= 1.0) or math.isnan(value):
         raise SelectionError(f"proportion must be in (0, 1], got {p}")
-    return Fraction(str(value)).limit_denominator(10**6)
+    exact = Fraction(str(value))
+    return exact.limit_denominator(10**6) or exact  # 1e-9 stays 1e-9 (one block), never 0
 
 
 def uniform_indices(n: int, p: float) -> list[int]:
@@ -62,9 +63,15 @@ def uniform_indices(n: int, p: float) -> list[int]:
 def parse_block_list(text: str | Sequence) -> list[int | str]:
     """``"1,3,layer4.*"`` -> ``[1, 3, "layer4.*"]``; ranges ``"2-5"`` expand.
 
+    Block numbers are 1-based; a range whose start is after its end (``"5-2"``) is refused.
+
     Example:
         >>> parse_block_list("1,3-4,layer2.*")
         [1, 3, 4, 'layer2.*']
+        >>> parse_block_list("5-2")
+        Traceback (most recent call last):
+        ...
+        relu_surgery.errors.SelectionError: block range '5-2' is empty: its start is after its end (did you mean 2-5?)
     """
     items = text.split(",") if isinstance(text, str) else list(text)
     out: list[int | str] = []
@@ -76,10 +83,14 @@ def parse_block_list(text: str | Sequence) -> list[int | str]:
         if not item:
             continue
         lo, sep, hi = item.partition("-")
-        if item.isdigit():
-            out.append(int(item))
-        elif sep and lo.isdigit() and hi.isdigit():
-            out.extend(range(int(lo), int(hi) + 1))
+        if item.isdigit() or (sep and lo.isdigit() and hi.isdigit()):
+            first, last = int(lo), int(hi if sep else lo)
+            if first < 1:
+                raise SelectionError(f"block numbers are 1-based (the first block is 1), got {item!r}")
+            if first > last:
+                raise SelectionError(f"block range {item!r} is empty: its start is after its end "
+                                     f"(did you mean {last}-{first}?)")
+            out.extend(range(first, last + 1))
         else:
             out.append(item)
     return out

@@ -3,8 +3,8 @@
 A checkpoint holds the model, optimiser and schedule states, the position in the run (epoch, step
 within it, global step), the partial sums of an unfinished epoch, the metrics history and every
 rank's RNG states (torch CPU/CUDA, Python, NumPy, the augmentation generator). Files are written
-to a temporary name in the same directory, fsynced and renamed: a kill leaves either the old or the
-new checkpoint, never half of one.
+by :func:`relu_surgery.atomic.atomic_write` (a temporary name in the same directory, fsynced and
+renamed): a kill leaves either the old or the new checkpoint, never half of one.
 
 Example:
     >>> import tempfile, torch
@@ -17,59 +17,25 @@ Example:
 
 from __future__ import annotations
 
-import json
-import os
 import random
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
+from ..atomic import atomic_write
+from ..models.weights import describe_load_error
 from .errors import CheckpointError
 
-__all__ = ["CHECKPOINT_NAME", "FORMAT", "atomic_write", "atomic_save", "atomic_write_text", "atomic_write_json",
-           "load_checkpoint", "capture_rng", "restore_rng"]
+__all__ = ["CHECKPOINT_NAME", "FORMAT", "atomic_save", "load_checkpoint", "capture_rng", "restore_rng"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = "relu_surgery.train/1"
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)``, fsync the file and rename it onto ``path`` (same directory)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # directories cannot be opened on some platforms
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save(obj)`` to ``path`` atomically."""
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
-def atomic_write_text(text: str, path: str | Path) -> None:
-    """Write ``text`` to ``path`` atomically (UTF-8)."""
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def atomic_write_json(obj: Any, path: str | Path) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    atomic_write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", path)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -80,7 +46,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip/pickle/EOF errors come in many types
-        raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({exc})") from None
+        raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({describe_load_error(exc)})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a relu_surgery training checkpoint")
     return state

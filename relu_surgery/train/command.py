@@ -65,6 +65,18 @@ def _milestones(ctx, param, value):
         raise click.BadParameter(f"expected numbers separated by commas, got {value!r}") from None
 
 
+def _location(ctx, param, value):
+    """Refuse a bad --location (0, not a number or a name) while parsing."""
+    if value is not None:
+        from ..surgery.erase import parse_location
+
+        try:
+            parse_location(value)
+        except SurgeryError as exc:
+            raise UserError(str(exc)) from None
+    return value
+
+
 def _options(fn):
     """Attach every option of the command (kept apart so the command body stays readable)."""
     opt = click.option
@@ -99,9 +111,11 @@ def _options(fn):
             help="Builder argument (repeatable), e.g. -a width=8."),
         opt("--pretrained", is_flag=True, help="Start from timm/torchvision pretrained weights (network)."),
         opt("--weights", type=click.Path(dir_okay=False), help="Local checkpoint to start from (safetensors/torch)."),
+        opt("--trust-code", is_flag=True, help="Let a saved directory (or a resumed run) import and run the user "
+                                               "code it names (module:callable)."),
         opt("--erase", type=click.FloatRange(min=0, min_open=True, max=1),
             help="EraseReLU with this proportion of blocks."),
-        opt("--location", help="EraseReLU location: last (default), first, all or an index."),
+        opt("--location", callback=_location, help="EraseReLU location: last (default), first, all or an index."),
         opt("--rewrite", "rewrites", multiple=True, metavar="NAME[:K=V,...]",
             help="Another rewrite by name, e.g. crelu or swap:to=gelu (repeatable)."),
         opt("--compare", is_flag=True, help="Train original and rewritten on the same seeds; print the table."),
@@ -136,13 +150,18 @@ def _given(ctx: click.Context, name: str) -> bool:
 
 
 def _dispatch(ctx: click.Context, opts: dict[str, Any]) -> None:
+    import contextlib
+
+    from ..locks import output_lock
     from .ddp import distributed_session
 
     if opts["resume"]:
         config, spec = _resume_setup(ctx, opts)
     else:
         config, spec = _fresh_setup(opts)
-    with distributed_session(config.device):
+    several = opts["compare"] or opts["sweeps"]
+    lock = output_lock(opts["out"]) if several and _is_main() else contextlib.nullcontext()
+    with lock, distributed_session(config.device):
         if opts["compare"]:
             _do_compare(config, spec, opts)
         elif opts["sweeps"]:
@@ -189,6 +208,7 @@ def _model_spec(opts: dict[str, Any]):
 
 
 def _resume_setup(ctx: click.Context, opts: dict[str, Any]):
+    from ..models.recipe import check_trust
     from .config import TrainConfig
     from .errors import CheckpointError, TrainConfigError
     from .models import ModelSpec
@@ -198,9 +218,10 @@ def _resume_setup(ctx: click.Context, opts: dict[str, Any]):
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         config = TrainConfig.from_dict(doc["train"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"cannot resume {run_dir}: no readable config.json ({exc})") from None
-    if "spec" not in doc.get("model", {}):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"cannot resume {run_dir}: no readable config.json ({detail})") from None
+    if not isinstance(doc.get("model"), dict) or "spec" not in doc["model"]:
         raise CheckpointError(f"{run_dir} was not started by this command; resume it with run_training(..., resume=True)")
     fixed = [o for o, f in CONFIG_OPTIONS.items() if f not in RUNTIME_FIELDS and _given(ctx, o)]
     fixed += [o for o in ("model", "dataset", "out", "preset", "erase", "location", "rewrites", "model_args",
@@ -209,7 +230,12 @@ def _resume_setup(ctx: click.Context, opts: dict[str, Any]):
         raise TrainConfigError(f"--resume continues the saved run; these cannot change: {', '.join(sorted(fixed))}")
     runtime = {field: opts[o] for o, field in CONFIG_OPTIONS.items() if field in RUNTIME_FIELDS and opts[o] is not None}
     opts["out"] = str(run_dir)
-    return config.replace(**runtime), ModelSpec.from_dict(doc["model"]["spec"])
+    try:
+        spec = ModelSpec.from_dict(doc["model"]["spec"])
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise CheckpointError(f"cannot resume {run_dir}: config.json has no valid model description ({exc!r})") from None
+    check_trust(spec.source, spec.args, bool(opts["trust_code"]), str(path))
+    return config.replace(**runtime), spec
 
 
 def _data_shape(config) -> tuple[int, int, int]:
@@ -226,18 +252,19 @@ def _data_shape(config) -> tuple[int, int, int]:
     return len(classes), 3, config.image_size or spec.image_size
 
 
-def _builder(spec, config):
+def _builder(spec, config, opts: dict[str, Any]):
     from .models import build_model
 
     num_classes, in_chans, size = _data_shape(config)
+    trust = bool(opts["trust_code"])
     return lambda model_spec, seed: build_model(model_spec, num_classes=num_classes, in_chans=in_chans,
-                                                image_size=size, seed=seed)
+                                                image_size=size, seed=seed, trust_code=trust)
 
 
 def _do_single(config, spec, opts: dict[str, Any]) -> None:
     from .runner import run_training
 
-    model = _builder(spec, config)(spec, config.seed)
+    model = _builder(spec, config, opts)(spec, config.seed)
     result = run_training(model, config, opts["out"], resume=bool(opts["resume"]),
                           model_info={"spec": spec.to_dict()})
     if not _is_main():
@@ -256,7 +283,8 @@ def _do_compare(config, spec, opts: dict[str, Any]) -> None:
 
     if not spec.rewrites:
         raise TrainConfigError("--compare needs a rewrite to compare against (--erase P or --rewrite NAME)")
-    build, original = _builder(spec, config), spec.with_rewrites(())
+    build, original = _builder(spec, config, opts), spec.with_rewrites(())
+    build(spec, config.seed)  # a rewrite that changes nothing is refused before anything is trained
     specs = {"original": original, "rewritten": spec}
     seeds = list(range(config.seed, config.seed + opts["seeds"]))
     result = run_compare(lambda s: build(original, s), lambda s: build(spec, s), config, opts["out"], seeds,
@@ -274,11 +302,14 @@ def _do_sweep(config, spec, opts: dict[str, Any]) -> None:
 
     points = parse_sweep(opts["sweeps"])
     rewrites = list(spec.rewrites) or [RewriteSpec("erase", {"proportion": 1.0, "location": "last"})]
-    build, original = _builder(spec, config), spec.with_rewrites(())
+    build, original = _builder(spec, config, opts), spec.with_rewrites(())
 
     def point_spec(settings: dict[str, Any]):
         last = RewriteSpec(rewrites[-1].name, {**rewrites[-1].kwargs, **settings})
         return spec.with_rewrites(tuple(rewrites[:-1]) + (last,))
+
+    for point in points:  # a point whose rewrite changes nothing is refused before anything is trained
+        build(point_spec(point), config.seed)
 
     def info(label: str, seed: int) -> dict:
         chosen = original if label == "original" else point_spec(_find_point(points, label))

@@ -22,7 +22,8 @@ from typing import Any, Callable, Sequence
 
 import torch.nn as nn
 
-from .checkpoint import CHECKPOINT_NAME, atomic_write_json, atomic_write_text
+from ..atomic import atomic_write_json, atomic_write_text
+from .checkpoint import CHECKPOINT_NAME
 from .config import TrainConfig
 from .errors import TrainConfigError
 from .models import parse_value

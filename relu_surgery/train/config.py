@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,11 +84,11 @@ class TrainConfig:
             raise DatasetError(
                 f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASET_NAMES)}"
             )
+        self._validate_numbers()
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
             (self.eval_batch_size >= 1, f"eval batch size must be >= 1, got {self.eval_batch_size}"),
-            (self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
             (self.schedule in ("step", "cosine", "constant"),
              f"schedule must be step, cosine or constant, got {self.schedule!r}"),
             (self.milestone_unit in ("fraction", "epoch", "iter"),
@@ -99,13 +100,32 @@ class TrainConfig:
             (self.save_every_steps >= 0, "save-every-steps must be >= 0"),
             (self.limit_train is None or self.limit_train >= 1, "limit-train must be >= 1"),
             (self.limit_test is None or self.limit_test >= 1, "limit-test must be >= 1"),
-            (0.0 <= self.label_smoothing < 1.0, "label smoothing must be in [0, 1)"),
         ]
         for ok, message in checks:
             if not ok:
                 raise TrainConfigError(message)
         if self.milestone_unit == "fraction" and any(not 0 < m <= 1 for m in self.milestones):
             raise TrainConfigError(f"fraction milestones must lie in (0, 1], got {self.milestones}")
+
+    #: (field, label, low, high, low open, high open): the interval each float setting must lie in.
+    _RANGES = (("lr", "learning rate", 0.0, math.inf, True, True),
+               ("momentum", "momentum", 0.0, 1.0, False, True),
+               ("weight_decay", "weight decay", 0.0, math.inf, False, True),
+               ("gamma", "gamma (the learning-rate decay factor)", 0.0, 1.0, True, False),
+               ("warmup_lr", "warm-up learning rate", 0.0, math.inf, True, True),
+               ("label_smoothing", "label smoothing", 0.0, 1.0, False, True))
+
+    def _validate_numbers(self) -> None:
+        """Every float setting is a finite number inside its interval (inf and nan are refused)."""
+        for name, label, low, high, low_open, high_open in self._RANGES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise TrainConfigError(f"{label} must be a finite number, got {value!r}")
+            if value < low or value > high or (low_open and value == low) or (high_open and value == high):
+                interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+                raise TrainConfigError(f"{label} must be in {interval}, got {value:g}")
+        if any(not math.isfinite(m) for m in self.milestones):
+            raise TrainConfigError(f"milestones must be finite numbers, got {self.milestones}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..errors import DatasetError, SurgeryError
 
-__all__ = ["DatasetError", "CheckpointError", "TrainConfigError", "TrainingInterrupted"]
+__all__ = ["DatasetError", "CheckpointError", "TrainConfigError", "TrainingInterrupted", "TrainingDiverged"]
 
 
 class CheckpointError(SurgeryError):
@@ -31,3 +31,14 @@ class TrainingInterrupted(SurgeryError):
             f"Continue with: relu-surgery train --resume {run_dir}"
         )
         self.run_dir, self.epoch, self.step = run_dir, epoch, step
+
+
+class TrainingDiverged(SurgeryError):
+    """The training loss became NaN or infinite; the run stops there (1-based epoch and step)."""
+
+    def __init__(self, loss: float, epoch: int, step: int, lr: float) -> None:
+        super().__init__(
+            f"the training loss became non-finite ({loss}) at epoch {epoch}, step {step} (learning rate {lr:g}); "
+            "the run is stopped: lower --lr, or check the data and the model"
+        )
+        self.loss, self.epoch, self.step = loss, epoch, step

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import torch
 
-from .checkpoint import atomic_write_text
+from ..atomic import atomic_write_text, json_safe
 
 __all__ = ["COLUMNS", "TIMING_COLUMNS", "topk_correct", "write_metrics", "read_metrics", "numeric_view"]
 
@@ -44,10 +44,11 @@ def write_metrics(rows: Iterable[dict[str, Any]], run_dir: str | Path) -> None:
     """(Re)write ``metrics.jsonl`` and ``metrics.csv`` in ``run_dir`` from the full history, atomically.
 
     Rewriting the whole history keeps the files consistent with the checkpoint after a resume.
+    Non-finite numbers are written as ``null`` (JSON) and empty cells (CSV), so both stay valid.
     """
-    rows = list(rows)
+    rows = [json_safe(r) for r in rows]
     run_dir = Path(run_dir)
-    atomic_write_text("".join(json.dumps(r) + "\n" for r in rows), run_dir / "metrics.jsonl")
+    atomic_write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in rows), run_dir / "metrics.jsonl")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

@@ -108,9 +108,10 @@ class ModelSpec:
 
 
 def resolve_model(source: str, *, num_classes: int, in_chans: int = 3, args: dict[str, Any] | None = None,
-                  pretrained: bool = False) -> nn.Module:
-    """Build the model named ``source``: a saved rewrite directory (``relu_surgery.load``), or a zoo /
-    timm / torchvision name or ``module:callable`` (``relu_surgery.create_model``).
+                  pretrained: bool = False, trust_code: bool = False) -> nn.Module:
+    """Build the model named ``source``: a saved rewrite directory (``relu_surgery.load``, whose
+    recipe's user code runs only with ``trust_code``), or a zoo / timm / torchvision name or
+    ``module:callable`` (``relu_surgery.create_model``).
 
     ``num_classes`` is always passed to the builder, ``in_chans`` only when it is not 3.
 
@@ -118,7 +119,7 @@ def resolve_model(source: str, *, num_classes: int, in_chans: int = 3, args: dic
         >>> resolve_model("cifar_resnet20", num_classes=100)  # doctest: +SKIP
     """
     if Path(source).expanduser().is_dir():
-        return load(str(Path(source).expanduser()))
+        return load(str(Path(source).expanduser()), trust_code=trust_code)
     kwargs = dict(args or {})
     kwargs.setdefault("num_classes", num_classes)
     if in_chans != 3:
@@ -131,6 +132,8 @@ def resolve_model(source: str, *, num_classes: int, in_chans: int = 3, args: dic
 def apply_rewrites(model: nn.Module, rewrites: tuple[RewriteSpec, ...] | list[RewriteSpec],
                    example_input: torch.Tensor | None = None) -> tuple[nn.Module, list[Any]]:
     """Apply each rewrite (``relu_surgery.<name>(model, **kwargs) -> (new_model, report)``) in turn.
+
+    A rewrite that changes nothing (no site selected, no eligible site) is a :class:`TrainConfigError`.
 
     Example:
         >>> new_model, reports = apply_rewrites(model, [RewriteSpec("erase", {"proportion": 0.5})])  # doctest: +SKIP
@@ -148,20 +151,26 @@ def apply_rewrites(model: nn.Module, rewrites: tuple[RewriteSpec, ...] | list[Re
         except TypeError as exc:
             raise TrainConfigError(f"bad arguments for rewrite {spec.name!r}: {exc}") from None
         model, report = result if isinstance(result, tuple) else (result, None)
+        empty = report.nothing_changed() if report is not None else None
+        if empty:
+            settings = ", ".join(f"{k}={v}" for k, v in spec.kwargs.items())
+            raise TrainConfigError(f"rewrite {spec.name}({settings}): {empty}; nothing would be trained differently")
         reports.append(report)
     return model, reports
 
 
-def build_model(spec: ModelSpec, *, num_classes: int, in_chans: int, image_size: int, seed: int) -> nn.Module:
+def build_model(spec: ModelSpec, *, num_classes: int, in_chans: int, image_size: int, seed: int,
+                trust_code: bool = False) -> nn.Module:
     """Seed torch with ``seed``, build ``spec.source``, load ``spec.weights``, apply ``spec.rewrites``.
 
     The same seed gives the same initial weights, so an original and a rewritten model built from
-    one seed start from the same point wherever the rewrite keeps a parameter.
+    one seed start from the same point wherever the rewrite keeps a parameter. ``trust_code`` lets a
+    saved directory's recipe run the user code it names.
     """
     torch.manual_seed(seed)
     try:
         model = resolve_model(spec.source, num_classes=num_classes, in_chans=in_chans, args=spec.args,
-                              pretrained=spec.pretrained)
+                              pretrained=spec.pretrained, trust_code=trust_code)
     except SurgeryError:
         raise
     except TypeError as exc:

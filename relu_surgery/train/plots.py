@@ -25,7 +25,7 @@ def _subplots(*grid, figsize):
 
 
 def _save(fig, path: str | Path) -> None:
-    from .checkpoint import atomic_write
+    from ..atomic import atomic_write
 
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
 

@@ -9,6 +9,9 @@ Exact resume: the data order and augmentation are functions of (seed, epoch, ste
 checkpoint restores model, optimiser, schedule, RNG states, position and the partial sums of an
 unfinished epoch, so a run killed and resumed ends with the same metrics as one never stopped.
 On SIGTERM/SIGINT (single process) a checkpoint is saved after the current step before stopping.
+A non-finite training loss stops the run at once (:class:`TrainingDiverged`, naming the epoch and
+step); nothing after the last good epoch is written. Rank 0 holds the run directory's lock
+(:func:`relu_surgery.locks.output_lock`) while it trains: a second writer fails at once.
 For tests, ``RELU_SURGERY_TRAIN_KILL_AFTER_STEPS=N`` kills the process with SIGKILL right after
 global step N (``N:TERM`` sends SIGTERM instead, taking the graceful path).
 
@@ -27,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +38,14 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .checkpoint import (CHECKPOINT_NAME, FORMAT, atomic_save, atomic_write_json, capture_rng, load_checkpoint, restore_rng)
+from ..atomic import atomic_write, atomic_write_json, ensure_directory
+from ..locks import output_lock
+from .checkpoint import CHECKPOINT_NAME, FORMAT, atomic_save, capture_rng, load_checkpoint, restore_rng
 from .config import TrainConfig
 from .ddp import DistEnv, all_reduce_sum, barrier, gather_objects, init_distributed, shutdown
 from .engine import Engine
 from .errors import CheckpointError, TrainingInterrupted
+from .guards import LossGuard, StopFlag
 from .metrics import write_metrics
 from .progress import Reporter, make_reporter
 from .schedule import LRSchedule
@@ -111,30 +116,8 @@ class _Run:
     epoch: int = 0
     step: int = 0
     accum: _Accum | None = None
-    stop: "_StopFlag | None" = None
+    stop: StopFlag | None = None
     kill_after: tuple[int, int] | None = None
-
-
-class _StopFlag:
-    """SIGTERM/SIGINT handler that asks the loop to checkpoint and stop (main thread, one process)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.requested, self.enabled, self.previous = False, enabled, {}
-
-    def __enter__(self) -> "_StopFlag":
-        if self.enabled and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:  # a second signal: stop now, without waiting for the step to end
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
 
 
 def _kill_switch() -> tuple[int, int] | None:
@@ -246,10 +229,12 @@ def _train_epoch(run: _Run) -> None:
     run.accum = run.accum or _Accum.zero(run.env.device)
     run.reporter.epoch_start(run.epoch, run.step)
     start = time.perf_counter()
+    guard = LossGuard(lambda epoch, step: run.schedule.lr_at((epoch - 1) * steps + step - 1))
     for x, y in run.source.train_batches(run.epoch, run.step):
         global_step = run.epoch * steps + run.step
         run.schedule.apply(engine.optimizer, global_step)
         loss, logits = engine.train_step(x, y)
+        guard.check(loss, run.epoch + 1, run.step + 1)
         with torch.no_grad():
             run.accum.loss_sum += loss.detach().double() * len(y)
             run.accum.correct += (logits.argmax(dim=1) == y).sum()
@@ -263,9 +248,11 @@ def _train_epoch(run: _Run) -> None:
             _sync(run.env.device)
             run.accum.seconds += time.perf_counter() - start
             start = time.perf_counter()
+            guard.flush()
             _save_checkpoint(run)
             if stop:
                 raise TrainingInterrupted(str(run.run_dir), run.epoch + 1, run.step)
+    guard.flush()
     _sync(run.env.device)
     run.accum.seconds += time.perf_counter() - start
 
@@ -329,8 +316,6 @@ def _title(model: nn.Module, dataset: str, model_info: dict[str, Any] | None) ->
 def _save_weights(model: nn.Module, path: Path) -> None:
     from safetensors.torch import save_model
 
-    from .checkpoint import atomic_write
-
     atomic_write(path, lambda tmp: save_model(model, str(tmp)))
 
 
@@ -350,29 +335,45 @@ def run_training(model: nn.Module, config: TrainConfig, run_dir: str | Path, *, 
     run_dir = Path(run_dir)
     env = init_distributed(config.device)
     try:
-        _check_run_dir(run_dir, resume)
-        barrier(env)  # every rank has looked before rank 0 writes
-        _seed_everything(config, env)
-        engine = Engine(model, config, env)
-        source = make_source(config, env, engine.memory_format)
-        engine.check_output(source.in_chans, source.image_size, source.num_classes)
-        run = _Run(config, env, run_dir, source, engine, LRSchedule(config, source.steps_per_epoch),
-                   reporter or make_reporter(config.progress, env.is_main), kill_after=_kill_switch())
-        if resume:
-            _restore(run)
-        num_params = sum(p.numel() for p in engine.model.parameters())
-        _write_config(run, model_info, num_params)
-        _loop(run)
-        _finalize(run, num_params, title=_title(engine.model, source.name, model_info))
-        return RunResult(run_dir, list(run.history), num_params, engine.model)
+        with _run_lock(run_dir, env):
+            return _run_locked(model, config, run_dir, env, resume, model_info, reporter)
     finally:
         shutdown(env)
+
+
+def _run_lock(run_dir: Path, env: DistEnv):
+    """Rank 0 holds the run directory's lock; the other ranks write nothing."""
+    import contextlib
+
+    if not env.is_main:
+        return contextlib.nullcontext()
+    ensure_directory(run_dir.absolute().parent)
+    return output_lock(run_dir)
+
+
+def _run_locked(model, config, run_dir, env, resume, model_info, reporter) -> RunResult:
+    """:func:`run_training`'s body, with the run directory locked."""
+    _check_run_dir(run_dir, resume)
+    barrier(env)  # every rank has looked before rank 0 writes
+    _seed_everything(config, env)
+    engine = Engine(model, config, env)
+    source = make_source(config, env, engine.memory_format)
+    engine.check_output(source.in_chans, source.image_size, source.num_classes)
+    run = _Run(config, env, run_dir, source, engine, LRSchedule(config, source.steps_per_epoch),
+               reporter or make_reporter(config.progress, env.is_main), kill_after=_kill_switch())
+    if resume:
+        _restore(run)
+    num_params = sum(p.numel() for p in engine.model.parameters())
+    _write_config(run, model_info, num_params)
+    _loop(run)
+    _finalize(run, num_params, title=_title(engine.model, source.name, model_info))
+    return RunResult(run_dir, list(run.history), num_params, engine.model)
 
 
 def _loop(run: _Run) -> None:
     run.reporter.start(run.run_dir.name, run.config.epochs, run.source.steps_per_epoch, run.epoch, run.step)
     try:
-        with _StopFlag(enabled=not run.env.distributed) as stop:
+        with StopFlag(enabled=not run.env.distributed) as stop:
             run.stop = stop
             run.engine.model.train()
             while run.epoch < run.config.epochs:
