@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from ..errors import SurgeryError
 from ..graph.example_inputs import example_input_for
 from ..graph.running import eval_mode, first_tensor
+from ..graph.tracing import trace
 
 __all__ = ["export", "Exported", "ExportError", "FORMATS"]
 
@@ -69,9 +72,24 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
+@contextmanager
+def _quiet_stdout():
+    """Send file descriptor 1 to /dev/null for the block: the TorchScript exporter logs the whole graph
+    there (from C++) when it fails."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _onnx_bytes(model: nn.Module, x: torch.Tensor, opset: int) -> bytes:
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_stdout():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
         torch.onnx.export(model, (x,), buffer, dynamo=False, opset_version=opset, input_names=["input"],
                           output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
@@ -147,6 +165,15 @@ def _failing_node(gm: fx.GraphModule, x: torch.Tensor, fmt: str, opset: int) -> 
     return None
 
 
+def _locate(model: nn.Module, x: torch.Tensor, fmt: str, opset: int) -> str | None:
+    """The failing node of ``model`` (traced first when it is not a GraphModule), or None."""
+    try:
+        gm = model if isinstance(model, fx.GraphModule) else trace(model).graph_module
+        return _failing_node(gm, x, fmt, opset)
+    except Exception:  # noqa: BLE001 (a model that cannot be traced: the exporter's own reason is given)
+        return None
+
+
 def _write(path: Path, fmt: str, artefact) -> None:
     """Write atomically: a temporary file next to ``path``, then one rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -193,8 +220,7 @@ def export(model: nn.Module, path, format: str = "onnx", example_input=None, tol
         try:
             artefact = _export_once(model, x, format, opset)
         except Exception as exc:  # any exporter failure becomes one line naming the node
-            where = _failing_node(model, x, format, opset) if isinstance(model, fx.GraphModule) else None
-            raise ExportError(f"cannot export to {format}: {where or _one_line(exc)}") from exc
+            raise ExportError(f"cannot export to {format}: {_locate(model, x, format, opset) or _one_line(exc)}") from exc
     _write(path, format, artefact)
     got, checked_with = _reload(path, format, x)
     diff = float((got.double() - expected.double()).abs().max())

@@ -51,7 +51,9 @@ class FoldStepReport(StepReport):
     """A fold step: norms folded, layers merged, candidates refused, and the function check.
 
     ``check`` holds ``max_abs_diff`` (largest absolute output difference against the unfolded model on
-    the example input, eval mode), ``max_abs_reference``, ``relative`` (their ratio) and ``tolerance``.
+    the example input, eval mode), ``max_abs_reference``, ``relative`` (their ratio) and ``tolerance``;
+    above the tolerance also ``float64_relative`` (the same comparison in float64),
+    ``unfolded_float32_error`` and a ``note``.
     """
 
     merges: tuple[FoldRecord, ...] = ()
@@ -90,7 +92,7 @@ class FoldStepReport(StepReport):
         if "max_abs_diff" in check:
             rows.append(("Function check (fold)", f"max |output difference| {check['max_abs_diff']:.3g} "
                          f"(relative {check['relative']:.3g}, tolerance {check['tolerance']:.0e}) on the example "
-                         "input, eval mode"))
+                         "input, eval mode" + (f"; {check['note']}" if "note" in check else "")))
         elif check.get("skipped"):
             rows.append(("Function check (fold)", f"not run ({check['skipped']})"))
         return rows

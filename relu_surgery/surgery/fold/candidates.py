@@ -98,8 +98,10 @@ def _what(gm: fx.GraphModule, node) -> str:
     return f"{label(node)} ({getattr(node.target, '__name__', node.target)})"
 
 
-def _readers(gm: fx.GraphModule, node: fx.Node, but: fx.Node) -> str:
-    return ", ".join(_what(gm, u) for u in node.users if u is not but)
+def _readers(gm: fx.GraphModule, node: fx.Node, but) -> str:
+    """The readers of ``node`` other than ``but`` (a node or a collection of nodes)."""
+    skip = set(but) if isinstance(but, (list, tuple, set)) else {but}
+    return ", ".join(_what(gm, u) for u in node.users if u not in skip)
 
 
 def _norm_refusal(gm: fx.GraphModule, node: fx.Node, norm: nn.Module, needs_layer: bool = True) -> str | None:
@@ -197,22 +199,25 @@ def _inplace(node: fx.Node) -> bool:
     return node.target in (operator.iadd, "add_")
 
 
-def _add_tree(root: fx.Node) -> tuple[list[fx.Node], list]:
-    """The add nodes of the sum ending at ``root`` (root first) and its leaves (operands that are not
-    single-use adds)."""
-    adds, leaves, todo = [], [], [root]
+def _add_tree(gm: fx.GraphModule, root: fx.Node) -> tuple[list[fx.Node], list, list[fx.Node]]:
+    """The add nodes of the sum ending at ``root`` (root first), its leaves (operands that are not
+    single-use adds, seen through single-use dropout/identity calls) and those pass-through calls."""
+    adds, leaves, crossed, todo = [], [], [], [root]
     while todo:
         node = todo.pop(0)
         adds.append(node)
         for arg in node.args:
+            while isinstance(arg, fx.Node) and _passthrough(gm, arg) and len(arg.users) == 1 and arg.args:
+                crossed.append(arg)
+                arg = arg.args[0]
             if _plain_add(arg) and len(arg.users) == 1:
                 todo.append(arg)
             else:
                 leaves.append(arg)
-    return adds, leaves
+    return adds, leaves, crossed
 
 
-def _branch_refusal(gm, root, adds, leaves, weights) -> str | None:
+def _branch_refusal(gm, root, adds, leaves, weights, path) -> str | None:
     """Why the sum at ``root`` cannot be one layer, before comparing the branch kernels."""
     if len(set(weights)) < len(weights):
         return "the same layer's output is summed more than once"
@@ -229,7 +234,7 @@ def _branch_refusal(gm, root, adds, leaves, weights) -> str | None:
                 f"{_what(gm, shared)}, the other operand is " + ", ".join(_what(gm, o) for o in strangers or others))
     for w in weights:
         if len(w.users) > 1:
-            return f"{label(w)}'s output is also read by {_readers(gm, w, next(a for a in adds if w in a.args))}"
+            return f"{label(w)}'s output is also read by {_readers(gm, w, path)}"
     if any(_inplace(a) and isinstance(a.args[0], fx.Node) and len(a.args[0].users) > 1 for a in adds):
         return "an in-place add writes into a tensor that is read elsewhere"
     if any(_shape(leaf) != _shape(root) for leaf in leaves):
@@ -267,16 +272,16 @@ def _weight_branches(gm: fx.GraphModule, leaves: list) -> list[fx.Node]:
 def branch_candidates(gm: fx.GraphModule) -> list[BranchMerge | Refusal]:
     """Every sum with a weight-layer operand: a :class:`BranchMerge` of branches sharing one input
     (RepVGG), or why not."""
-    found = []
+    found, order = [], {n: i for i, n in enumerate(gm.graph.nodes)}
     for root in gm.graph.nodes:
         if not _plain_add(root) or (len(root.users) == 1 and _plain_add(next(iter(root.users)))):
             continue  # not a sum's last add: its tree belongs to the add reading it
-        adds, leaves = _add_tree(root)
-        weights = _weight_branches(gm, leaves)
+        adds, leaves, crossed = _add_tree(gm, root)
+        weights = sorted(_weight_branches(gm, leaves), key=order.__getitem__)
         if not weights:
             continue
         names = tuple(label(w) for w in weights)
-        reason = _branch_refusal(gm, root, adds, leaves, weights)
+        reason = _branch_refusal(gm, root, adds, leaves, weights, adds + crossed)
         specs = [branch_spec(gm, w) for w in weights]
         identity = len(weights) < len(leaves)
         merged = reason or combine_branches(specs, identity)
@@ -284,6 +289,6 @@ def branch_candidates(gm: fx.GraphModule) -> list[BranchMerge | Refusal]:
             found.append(Refusal("branch", names + (label(root),), merged))
             continue
         host = weights[host_index(specs)]
-        found.append(BranchMerge(tuple(a.name for a in adds), host.name, tuple(w.name for w in weights), names,
+        found.append(BranchMerge(tuple(a.name for a in adds) + tuple(c.name for c in crossed), host.name, tuple(w.name for w in weights), names,
                                  weights[0].args[0].name, identity, tuple(specs), merged))
     return found

@@ -6,8 +6,11 @@ example input's batch). :func:`compose` says what layer ``b(a(x))`` is when noth
 sits between them, or why no single layer computes it exactly. Pure arithmetic: no tensors.
 
 Per spatial axis, ``b`` after ``a`` reads ``x`` at offsets ``j*d_b*s_a + i*d_a`` (``i < k_a``,
-``j < k_b``): the merged conv has stride ``s_a*s_b``, padding ``p_a + p_b*s_a`` and, for dense
-kernels, size ``k_a + (k_b - 1)*d_b*s_a`` (the issue's ``k1 + (k2 - 1)*s1``).
+``j < k_b``): the merged conv has stride ``s_a*s_b``, padding ``p_a + p_b*s_a``, dilation
+``gcd(d_a, d_b*s_a)`` and, for undilated layers, kernel size ``k_a + (k_b - 1)*s_a`` (the issue's
+``k1 + (k2 - 1)*s1``). Groups compose to ``gcd(g_a, g_b)``. So every conv pair has an exact merged
+geometry except where zero padding stands in the way (below); whether it is worth it is the cost's
+question.
 
 Zero padding: where ``b`` pads, it reads zeros outside ``a``'s output, while a merged conv would
 read ``a``'s response to the zeros outside ``x``. The two agree only when ``a`` is a 1x1 conv that
@@ -109,17 +112,16 @@ def merged_groups(first: int, second: int) -> int:
     return math.gcd(first, second)
 
 
-def _axis(a: LayerSpec, b: LayerSpec, i: int) -> tuple[int, int] | str:
-    """Merged (kernel, dilation) along spatial axis ``i``, or why the taps do not form one kernel."""
+def _axis(a: LayerSpec, b: LayerSpec, i: int) -> tuple[int, int]:
+    """Merged (kernel, dilation) along spatial axis ``i``: the taps ``j*d_b*s_a + i*d_a`` on their
+    coarsest common grid (dilation ``gcd(d_a, d_b*s_a)``)."""
     ka, kb, da, db, sa = a.kernel[i], b.kernel[i], a.dilation[i], b.dilation[i], a.stride[i]
     if ka == 1:
         return kb, db * sa
     if kb == 1:
         return ka, da
-    if (db * sa) % da:
-        return (f"dilations do not line up: the second layer's taps are {db * sa} input pixels apart, "
-                f"the first layer's {da}")
-    return ka + (kb - 1) * (db * sa // da), da
+    step = math.gcd(da, db * sa)
+    return ((ka - 1) * da + (kb - 1) * db * sa) // step + 1, step
 
 
 def _refusal(a: LayerSpec, b: LayerSpec) -> str | None:
@@ -154,9 +156,6 @@ def compose(a: LayerSpec, b: LayerSpec) -> LayerSpec | str:
         return replace(b, in_channels=a.in_channels, groups=1, bias=a.bias or b.bias, border=False,
                        in_shape=a.in_shape)
     axes = [_axis(a, b, i) for i in range(len(a.kernel))]
-    bad = next((r for r in axes if isinstance(r, str)), None)
-    if bad:
-        return bad
     merged = LayerSpec(
         "conv", a.in_channels, b.out_channels, tuple(k for k, _ in axes),
         tuple(sa * sb for sa, sb in zip(a.stride, b.stride)),

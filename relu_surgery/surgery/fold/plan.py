@@ -71,8 +71,9 @@ class ChainMerge:
 
 @dataclass(frozen=True)
 class BranchMerge:
-    """Replace the add nodes ``adds`` summing the ``branches`` (weight layers reading node ``input``,
-    plus ``input`` itself when ``identity``) by one layer of spec ``after`` at node ``host``."""
+    """Replace the add nodes ``adds`` (the last first, then the pass-through calls between the branches
+    and the adds) summing the ``branches`` (weight layers reading node ``input``, plus ``input`` itself
+    when ``identity``) by one layer of spec ``after`` at node ``host``."""
 
     adds: tuple[str, ...]
     host: str
