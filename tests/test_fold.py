@@ -268,11 +268,23 @@ def test_erased_mlp12_folds_into_one_linear():
     assert step.check["relative"] < 1e-5
 
 
+def test_latency_fold_records_its_choices_for_the_replay(tmp_path):
+    erased, _ = rs.erase(rs.create_model("mlp12", hidden=32), proportion=1.0, check=False)
+    folded, report = fold(erased, cost="latency")
+    settings = report.steps[0].settings
+    assert settings["cost"] == "latency" and all(c[0] == "chain" for c in settings["choices"])
+    assert len(settings["choices"]) == len(report.steps[0].layer_merges)  # measured once, replayed as recorded
+    out = rs.save(folded, tmp_path / "lat", report)
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(rs.load(out).eval()(x), folded.eval()(x), atol=0, rtol=0)
+
+
 def test_fold_of_an_erased_mobilenet_saves_and_loads(tmp_path):
-    # timm's MobileNetV2 (norm+act composites), 64x64 inputs so that the replay in rs.load stays quick
-    model = rs.create_model("timm:mobilenetv2_035", pretrained_cfg_overlay={"input_size": (3, 64, 64)})
+    # timm's MobileNetV2 (norm+act composites), 32x32 inputs so that the replay in rs.load stays quick
+    model = rs.create_model("timm:mobilenetv2_035", pretrained_cfg_overlay={"input_size": (3, 32, 32)})
     erased, _ = rs.erase(model, location="all", activations=("relu6",), check=False)
-    folded, report = fold(_calibrate_norms(erased, (3, 64, 64), batches=1))
+    folded, report = fold(_calibrate_norms(erased, (3, 32, 32), batches=1))
     step = report.steps[0]
     # 16 inverted residuals: expand + depthwise + project -> one 3x3 conv (with a border term: the
     # expand's bias meets the depthwise conv's zero padding); the 10 with a shortcut then absorb it
@@ -281,11 +293,28 @@ def test_fold_of_an_erased_mobilenet_saves_and_loads(tmp_path):
     assert (step.layers_before, step.layers_after) == (105, 23)
     assert report.macs_after < report.macs_before and step.check["relative"] < 1e-5
     out = rs.save(folded, tmp_path / "folded", report)
-    loaded, x = rs.load(out).eval(), torch.randn(2, 3, 64, 64)
+    loaded, x = rs.load(out).eval(), torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), folded.eval()(x), atol=0, rtol=0)
     recipe = json.loads((out / "recipe.json").read_text())
     assert [r["rewrite"] for r in recipe["rewrites"]] == ["erase", "fold"]
+
+
+def test_float32_rounding_above_the_tolerance_is_judged_in_float64():
+    net = _randomize_norms(ConvBNConv())
+    folded, report = fold(net, example_input=torch.randn(1, 3, 10, 10), tolerance=1e-12)
+    check = report.steps[0].check
+    assert check["relative"] > 1e-12 and check["float64_relative"] < 1e-12
+    assert check["note"].startswith("the float32 difference is rounding: in float64 the folded and unfolded")
+
+
+def test_a_fold_that_changed_the_function_is_an_error(monkeypatch):
+    from relu_surgery.surgery.fold import execute  # noqa: PLC0415
+
+    real = execute.fold_norm
+    monkeypatch.setattr(execute, "fold_norm", lambda p, scale, shift: real(p, scale, shift + 0.01))
+    with pytest.raises(rs.SurgeryError, match="fold changed the model's function"):
+        fold(_randomize_norms(ConvBNConv()), example_input=torch.randn(1, 3, 10, 10))
 
 
 def test_dry_run_plans_and_changes_nothing():
@@ -296,7 +325,7 @@ def test_dry_run_plans_and_changes_nothing():
 
 
 def test_fold_command_exit_codes(capsys, tmp_path):
-    code = main(["erase", "cifar_resnet20", "--out", str(tmp_path / "er")])
+    code = main(["erase", "cifar_resnet20", "--no-check", "--out", str(tmp_path / "er")])
     assert code == 0
     capsys.readouterr()
     code = main(["fold", str(tmp_path / "er"), "--json", "--out", str(tmp_path / "folded")])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from .main import emit, example_input, load_model, model_options, output_options
+from .main import emit, example_input, forward_check, load_model, model_options, output_options
 
 __all__ = ["fold"]
 
@@ -34,5 +34,5 @@ def fold(model, model_args, weights, pretrained, input_size, cost, tolerance, dr
 
     net = load_model(model, model_args, weights, pretrained)
     new_model, report = fold_fn(net, cost=cost, example_input=example_input(input_size), tolerance=tolerance,
-                                dry_run=dry_run)
+                                dry_run=dry_run, check=forward_check())
     emit(report, new_model, dry_run, as_json, markdown, code_diff, out, force)

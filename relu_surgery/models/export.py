@@ -220,7 +220,8 @@ def export(model: nn.Module, path, format: str = "onnx", example_input=None, tol
         try:
             artefact = _export_once(model, x, format, opset)
         except Exception as exc:  # any exporter failure becomes one line naming the node
-            raise ExportError(f"cannot export to {format}: {_locate(model, x, format, opset) or _one_line(exc)}") from exc
+            where = _locate(model, x, format, opset) or _one_line(exc)
+            raise ExportError(f"cannot export to {format}: {where}") from exc
     _write(path, format, artefact)
     got, checked_with = _reload(path, format, x)
     diff = float((got.double() - expected.double()).abs().max())

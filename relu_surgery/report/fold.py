@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from .report import StepReport
@@ -86,8 +87,9 @@ class FoldStepReport(StepReport):
         rows.append(("Merged (fold)", f"{len(merges)}" + "".join(
             f"{'; ' if i else ': '}{' + '.join(m.names)}{_macs(m)}" for i, m in enumerate(merges))))
         if self.refusals:
-            rows.append(("Kept (fold)", f"{len(self.refusals)}" + "".join(
-                f"{'; ' if i else ': '}{' + '.join(r.names)}: {r.after}" for i, r in enumerate(self.refusals))))
+            kinds = Counter(r.kind for r in self.refusals)
+            rows.append(("Kept (fold)", f"{len(self.refusals)} candidates (" + ", ".join(
+                f"{kind} {n}" for kind, n in kinds.items()) + "), each with its reason under Warnings"))
         check = self.check
         if "max_abs_diff" in check:
             rows.append(("Function check (fold)", f"max |output difference| {check['max_abs_diff']:.3g} "

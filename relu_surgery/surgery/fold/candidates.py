@@ -37,7 +37,8 @@ from .geometry import LayerSpec, combine_branches, describe, host_index
 from .modules import spec_of
 from .plan import BranchMerge, NormFold, Refusal
 
-__all__ = ["Chain", "label", "layer_spec", "norm_candidates", "chains", "branch_candidates", "count_layers", "branch_spec"]
+__all__ = ["Chain", "label", "layer_spec", "branch_spec", "norm_candidates", "chains", "branch_candidates",
+           "count_layers"]
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 _PASS_FUNCTIONS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout}
@@ -289,6 +290,7 @@ def branch_candidates(gm: fx.GraphModule) -> list[BranchMerge | Refusal]:
             found.append(Refusal("branch", names + (label(root),), merged))
             continue
         host = weights[host_index(specs)]
-        found.append(BranchMerge(tuple(a.name for a in adds) + tuple(c.name for c in crossed), host.name, tuple(w.name for w in weights), names,
+        found.append(BranchMerge(tuple(a.name for a in adds) + tuple(c.name for c in crossed), host.name,
+                                 tuple(w.name for w in weights), names,
                                  weights[0].args[0].name, identity, tuple(specs), merged))
     return found

@@ -85,7 +85,8 @@ def describe(spec: LayerSpec) -> str:
     """A short human description: ``conv 3x3/2 24->32 g1 +bias``.
 
     Example:
-        >>> describe(LayerSpec("conv", 8, 8, (3, 3), (2, 2), (1, 1), (1, 1), 8, False, False, (1, 8, 4, 4), (1, 8, 2, 2)))
+        >>> s = LayerSpec("conv", 8, 8, (3, 3), (2, 2), (1, 1), (1, 1), 8, False, False, (1, 8, 4, 4), (1, 8, 2, 2))
+        >>> describe(s)
         'conv 3x3/2 8->8 groups 8'
     """
     if spec.kind == "linear":

@@ -18,7 +18,8 @@ Example:
     >>> pb = Params(torch.randn(2, 3, 3, 3), torch.randn(2), None)
     >>> m = compose_params(pa, pb, a, b, compose(a, b))
     >>> x = torch.randn(1, 2, 5, 5)
-    >>> torch.allclose(F.conv2d(x, m.weight, m.bias), F.conv2d(F.conv2d(x, pa.weight, pa.bias), pb.weight, pb.bias), atol=1e-5)
+    >>> two = F.conv2d(F.conv2d(x, pa.weight, pa.bias), pb.weight, pb.bias)
+    >>> torch.allclose(F.conv2d(x, m.weight, m.bias), two, atol=1e-5)
     True
 """
 
@@ -161,8 +162,8 @@ def _taps(start: int, kernel: int, step: int) -> slice:
 
 def _place(full: torch.Tensor, weight: torch.Tensor, host: LayerSpec, spec: LayerSpec) -> None:
     """Add a branch's dense kernel into the host's, where its taps fall."""
-    index = tuple(_taps((host.padding[i] - spec.padding[i]) // host.dilation[i], k, spec.dilation[i] // host.dilation[i])
-                  for i, k in enumerate(spec.kernel))
+    index = tuple(_taps((host.padding[i] - spec.padding[i]) // host.dilation[i], k,
+                        spec.dilation[i] // host.dilation[i]) for i, k in enumerate(spec.kernel))
     full[(slice(None), slice(None), *index)] += weight
 
 
@@ -175,13 +176,15 @@ def combine_params(branches: list[tuple[Params, LayerSpec]], identity: bool, mer
     for params, spec in branches:
         weight = dense(params.weight.double(), spec.groups)
         if merged.border:
-            border = params.border.double() if params.border is not None else weight.new_zeros(out, 1, *weight.shape[2:])
+            border = (params.border.double() if params.border is not None
+                      else weight.new_zeros(out, 1, *weight.shape[2:]))
             weight = torch.cat([weight, border], dim=1)
         _place(full, weight, merged, spec)
         if params.bias is not None:
             bias = params.bias.double() if bias is None else bias + params.bias.double()
     if identity:
-        eye = torch.eye(out, inputs + int(merged.border), dtype=torch.float64).reshape(out, -1, *([1] * len(merged.kernel)))
+        eye = torch.eye(out, inputs + int(merged.border), dtype=torch.float64)
+        eye = eye.reshape(out, -1, *([1] * len(merged.kernel)))
         ones = (1,) * len(merged.kernel)
         _place(full, eye, merged, LayerSpec(merged.kind, inputs, out, ones, ones, (0,) * len(ones), ones, 1, False,
                                             False, merged.in_shape, merged.out_shape))

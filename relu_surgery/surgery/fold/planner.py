@@ -171,11 +171,15 @@ def _cost_reason(cost, pair_specs, pair, choices, runs, chain) -> str:
         return "not merged when this fold was first planned (recorded choice)"
     apart, merged = sum(cost(s) for s in pair_specs), cost(pair)
     if merged > apart:
-        if cost.cost == "macs":
-            return f"merged it costs more: {int(merged):,} MACs vs {int(apart):,} apart"
-        return f"merged it measured slower: {merged * 1e3:.3f} ms vs {apart * 1e3:.3f} ms apart"
+        return _slower(cost, merged, apart)
     split = ", ".join("+".join(chain.names[i:j + 1]) for i, j in runs) or "no merge"
     return f"the chain costs less split another way ({split})"
+
+
+def _slower(cost, merged: float, apart: float) -> str:
+    if cost.cost == "macs":
+        return f"merged it costs more: {int(merged):,} MACs vs {int(apart):,} apart"
+    return f"merged it measured slower: {merged * 1e3:.3f} ms vs {apart * 1e3:.3f} ms apart"
 
 
 def _branch_decisions(found, cost, choices) -> tuple[list[BranchMerge], list[Refusal]]:
@@ -188,9 +192,8 @@ def _branch_decisions(found, cost, choices) -> tuple[list[BranchMerge], list[Ref
             refusals.append(Refusal("branch", cand.names, "not merged when this fold was first planned (recorded "
                                     "choice)", cand.macs_before, cand.macs_after))
         elif chosen is None and cost(cand.after) > sum(cost(s) for s in cand.before):
-            word = "costs more" if cost.cost == "macs" else "measured slower"
-            refusals.append(Refusal("branch", cand.names, f"merged it {word}: {cand.macs_after:,} MACs vs "
-                                    f"{cand.macs_before:,} apart", cand.macs_before, cand.macs_after))
+            refusals.append(Refusal("branch", cand.names, _slower(cost, cost(cand.after), sum(map(cost, cand.before))),
+                                    cand.macs_before, cand.macs_after))
         else:
             merges.append(cand)
     return merges, refusals
