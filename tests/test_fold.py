@@ -98,16 +98,30 @@ def test_conv_bn_conv_folds_into_the_hand_composed_kernel():
     assert report.macs_after < report.macs_before and step.check["relative"] < 1e-5
 
 
+def _fold_pair(net: nn.Sequential, shape, with_report: bool = False):
+    """Fold a two-layer net on a random input: (folded, x, (w1, b1), (w2, b2)[, report])."""
+    x = torch.randn(shape)
+    folded, report = fold(net.eval(), example_input=x)
+    out = (folded, x, *[(m.weight, m.bias) for m in net])
+    return (*out, report) if with_report else out
+
+
+def _compose_by_hand(w1, w2, size: int, step: int) -> torch.Tensor:
+    """The kernel of conv2(conv1(x)) when tap (a, b) of conv2 reads conv1's kernel ``step*a, step*b`` on."""
+    weight = torch.zeros(w2.shape[0], w1.shape[1], size, size)
+    k = w1.shape[2]
+    for a in range(w2.shape[2]):
+        for b in range(w2.shape[3]):
+            weight[:, :, step * a:step * a + k, step * b:step * b + k] += torch.einsum("oc,cikl->oikl",
+                                                                                      w2[:, :, a, b], w1)
+    return weight
+
+
 @torch.no_grad()
 def test_strided_pair_composes_to_kernel_7_stride_4():
-    net = nn.Sequential(nn.Conv2d(2, 16, 3, stride=2), nn.Conv2d(16, 2, 3, stride=2)).eval()
-    x = torch.randn(1, 2, 21, 21)
-    folded, _ = fold(net, example_input=x)
-    (w1, b1), (w2, b2) = [(m.weight, m.bias) for m in net]
-    weight = torch.zeros(2, 2, 7, 7)
-    for a in range(3):
-        for b in range(3):  # the second layer's tap (a, b) reads the first's output 2a, 2b pixels on
-            weight[:, :, 2 * a:2 * a + 3, 2 * b:2 * b + 3] += torch.einsum("oc,cikl->oikl", w2[:, :, a, b], w1)
+    net = nn.Sequential(nn.Conv2d(2, 16, 3, stride=2), nn.Conv2d(16, 2, 3, stride=2))
+    folded, x, (w1, b1), (w2, b2) = _fold_pair(net, (1, 2, 21, 21))
+    weight = _compose_by_hand(w1, w2, 7, step=2)  # tap (a, b) of the second reads the first's output 2a, 2b on
     bias = b2 + w2.sum((2, 3)) @ b1
     conv = _only_conv(folded)
     assert (conv.kernel_size, conv.stride, conv.padding) == ((7, 7), (4, 4), (0, 0))
@@ -118,10 +132,8 @@ def test_strided_pair_composes_to_kernel_7_stride_4():
 
 @torch.no_grad()
 def test_grouped_pair_keeps_its_groups():
-    net = nn.Sequential(nn.Conv2d(8, 16, 1, groups=4), nn.Conv2d(16, 8, 3, groups=4)).eval()
-    x = torch.randn(1, 8, 9, 9)
-    folded, _ = fold(net, example_input=x)
-    (w1, b1), (w2, b2) = [(m.weight, m.bias) for m in net]
+    net = nn.Sequential(nn.Conv2d(8, 16, 1, groups=4), nn.Conv2d(16, 8, 3, groups=4))
+    folded, x, (w1, b1), (w2, b2) = _fold_pair(net, (1, 8, 9, 9))
     conv = _only_conv(folded)
     assert conv.groups == 4 and conv.weight.shape == (8, 2, 3, 3)
     for g in range(4):  # group g: outputs 2g..2g+1 read inputs 2g..2g+1 through intermediates 4g..4g+3
@@ -132,10 +144,8 @@ def test_grouped_pair_keeps_its_groups():
 
 @torch.no_grad()
 def test_padded_pair_with_bias_is_exact_at_the_borders():
-    net = nn.Sequential(nn.Conv2d(4, 8, 1), nn.Conv2d(8, 4, 3, padding=1)).eval()
-    x = torch.randn(1, 4, 6, 6)
-    folded, report = fold(net, example_input=x)
-    (w1, b1), (w2, b2) = [(m.weight, m.bias) for m in net]
+    net = nn.Sequential(nn.Conv2d(4, 8, 1), nn.Conv2d(8, 4, 3, padding=1))
+    folded, x, (w1, b1), (w2, b2), report = _fold_pair(net, (1, 4, 6, 6), True)
     reference = F.conv2d(F.conv2d(x, w1, b1), w2, b2, padding=1)  # pads the biased output with zeros
     conv = _only_conv(folded)
     assert isinstance(conv, BorderConv) and report.steps[0].layer_merges[0].after == "conv 3x3 4->4 +border"
@@ -149,14 +159,9 @@ def test_padded_pair_with_bias_is_exact_at_the_borders():
 
 @torch.no_grad()
 def test_dilated_pair_keeps_its_dilation():
-    net = nn.Sequential(nn.Conv2d(2, 16, 3, dilation=2), nn.Conv2d(16, 2, 3, dilation=2)).eval()
-    x = torch.randn(1, 2, 13, 13)
-    folded, _ = fold(net, example_input=x)
-    (w1, b1), (w2, b2) = [(m.weight, m.bias) for m in net]
-    weight = torch.zeros(2, 2, 5, 5)  # taps 2a + 2b: a 5x5 kernel on a grid of step 2
-    for a in range(3):
-        for b in range(3):
-            weight[:, :, a:a + 3, b:b + 3] += torch.einsum("oc,cikl->oikl", w2[:, :, a, b], w1)
+    net = nn.Sequential(nn.Conv2d(2, 16, 3, dilation=2), nn.Conv2d(16, 2, 3, dilation=2))
+    folded, x, (w1, b1), (w2, b2) = _fold_pair(net, (1, 2, 13, 13))
+    weight = _compose_by_hand(w1, w2, 5, step=1)  # taps 2a + 2i: a 5x5 kernel on a grid of step 2
     conv = _only_conv(folded)
     assert (conv.kernel_size, conv.dilation) == ((5, 5), (2, 2))
     _close(conv.weight, weight)
@@ -165,12 +170,10 @@ def test_dilated_pair_keeps_its_dilation():
 
 @torch.no_grad()
 def test_first_pads_second_does_not_merges_without_border():
-    net = nn.Sequential(nn.Conv2d(2, 16, 3, padding=1), nn.Conv2d(16, 2, 1)).eval()
-    x = torch.randn(1, 2, 7, 7)
-    folded, _ = fold(net, example_input=x)
+    net = nn.Sequential(nn.Conv2d(2, 16, 3, padding=1), nn.Conv2d(16, 2, 1))
+    folded, x, (w1, b1), (w2, b2) = _fold_pair(net, (1, 2, 7, 7))
     conv = _only_conv(folded)
     assert type(conv) is nn.Conv2d and conv.padding == (1, 1)
-    (w1, b1), (w2, b2) = [(m.weight, m.bias) for m in net]
     _close(folded(x), F.conv2d(F.conv2d(x, w1, b1, padding=1), w2, b2))
 
 

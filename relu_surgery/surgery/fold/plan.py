@@ -44,16 +44,9 @@ class NormFold:
         return f"{self.names[1]} ({self.norm_type}) folded into {self.names[0]} ({describe(self.spec)})"
 
 
-@dataclass(frozen=True)
-class ChainMerge:
-    """Replace the weight layers ``layers`` (in order; the ``dropped`` pass-through nodes between
-    them go too) by one layer of spec ``after``, called where the last one was."""
-
-    layers: tuple[str, ...]
-    names: tuple[str, ...]
-    dropped: tuple[str, ...]
-    before: tuple[LayerSpec, ...]
-    after: LayerSpec
+class _Merge:
+    """What a merge of layers ``before`` into ``after`` costs, and how the report says it (a mixin for
+    the dataclasses below, which hold ``before``, ``after``, ``names`` and maybe ``identity``)."""
 
     @property
     def macs_before(self) -> int:
@@ -64,13 +57,26 @@ class ChainMerge:
         return self.after.macs()
 
     def describe(self) -> str:
-        parts = " + ".join(describe(s) for s in self.before)
-        return (f"{' + '.join(self.names)}: {parts} -> {describe(self.after)}, "
-                f"MACs {self.macs_before:,} -> {self.macs_after:,}")
+        identity = getattr(self, "identity", False)
+        parts = " + ".join([*(describe(s) for s in self.before), *(["identity"] if identity else [])])
+        return (f"{' + '.join(self.names)}{' + identity' if identity else ''}: {parts} -> "
+                f"{describe(self.after)}, MACs {self.macs_before:,} -> {self.macs_after:,}")
 
 
 @dataclass(frozen=True)
-class BranchMerge:
+class ChainMerge(_Merge):
+    """Replace the weight layers ``layers`` (in order; the ``dropped`` pass-through nodes between
+    them go too) by one layer of spec ``after``, called where the last one was."""
+
+    layers: tuple[str, ...]
+    names: tuple[str, ...]
+    dropped: tuple[str, ...]
+    before: tuple[LayerSpec, ...]
+    after: LayerSpec
+
+
+@dataclass(frozen=True)
+class BranchMerge(_Merge):
     """Replace the add nodes ``adds`` (the last first, then the pass-through calls between the branches
     and the adds) summing the ``branches`` (weight layers reading node ``input``, plus ``input`` itself
     when ``identity``) by one layer of spec ``after`` at node ``host``."""
@@ -83,19 +89,6 @@ class BranchMerge:
     identity: bool
     before: tuple[LayerSpec, ...]
     after: LayerSpec
-
-    @property
-    def macs_before(self) -> int:
-        return sum(s.macs() for s in self.before)
-
-    @property
-    def macs_after(self) -> int:
-        return self.after.macs()
-
-    def describe(self) -> str:
-        parts = " + ".join([*(describe(s) for s in self.before), *(["identity"] if self.identity else [])])
-        return (f"{' + '.join(self.names)}{' + identity' if self.identity else ''}: {parts} -> "
-                f"{describe(self.after)}, MACs {self.macs_before:,} -> {self.macs_after:,}")
 
 
 Action = Union[NormFold, ChainMerge, BranchMerge]
