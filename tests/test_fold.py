@@ -345,8 +345,10 @@ def test_fold_command_exit_codes(capsys, tmp_path):
     assert err.count("\n") >= 1 and "Traceback" not in err
 
 
-@pytest.mark.parametrize("name", ["geometry", "kernels", "modules", "plan", "candidates", "execute", "planner", "api"])
+@pytest.mark.parametrize("name", [*(f"surgery.fold.{n}" for n in ("geometry", "kernels", "modules", "plan",
+                                                                   "candidates", "execute", "planner", "api")),
+                                  "report.fold", "models.export"])
 def test_fold_docstring_examples(name):
-    module = importlib.import_module(f"relu_surgery.surgery.fold.{name}")
+    module = importlib.import_module(f"relu_surgery.{name}")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0

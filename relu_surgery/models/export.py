@@ -12,10 +12,11 @@ the batch dimension is dynamic.
 
 Example:
     >>> import tempfile, torch, relu_surgery as rs
-    >>> new, _ = rs.erase(rs.create_model("cifar_resnet20"), proportion=1.0)
-    >>> done = export(new, tempfile.mkdtemp() + "/er20.pt2", "pt2")
-    >>> done.format, done.max_abs_diff
-    ('pt2', 0.0)
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    >>> new, _ = rs.erase(net, example_input=torch.zeros(1, 3, 8, 8))
+    >>> done = export(new, tempfile.mkdtemp() + "/er.pt2", "pt2")
+    >>> done.format, done.input_shape, done.max_abs_diff
+    ('pt2', (1, 3, 8, 8), 0.0)
 """
 
 from __future__ import annotations

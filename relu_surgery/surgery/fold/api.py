@@ -156,6 +156,10 @@ def fold_step(cost: str = "macs", tolerance: float = 1e-4, choices=None) -> Step
     """The fold step with its settings (for :func:`run_rewrite` and recipes).
 
     ``choices`` (recorded by a latency fold) are the merges to make, as ``[kind, node, ...]`` lists.
+
+    Example:
+        >>> fold_step(cost="macs").settings
+        {'cost': 'macs', 'tolerance': 0.0001}
     """
     if cost not in COSTS:
         raise SurgeryError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")

@@ -52,7 +52,13 @@ def _shape(node) -> tuple[int, ...] | None:
 
 
 def layer_spec(gm: fx.GraphModule, node) -> LayerSpec | None:
-    """The spec of the conv or linear layer ``node`` calls (on one tensor), or None."""
+    """The spec of the conv or linear layer ``node`` calls (on one tensor), or None (also without shapes).
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Linear(2, 3)))
+        >>> layer_spec(gm, list(gm.graph.nodes)[1]) is None  # no shapes recorded yet
+        True
+    """
     if not isinstance(node, fx.Node) or node.op != "call_module" or len(node.args) != 1 or node.kwargs:
         return None
     in_shape, out_shape = _shape(node.args[0]), _shape(node)
@@ -62,7 +68,16 @@ def layer_spec(gm: fx.GraphModule, node) -> LayerSpec | None:
 
 
 def count_layers(gm: fx.GraphModule) -> int:
-    """Calls of weight layers fold reads, plus BatchNorm calls (the layer count a fold reports)."""
+    """Calls of weight layers fold reads, plus BatchNorm calls (the layer count a fold reports).
+
+    Example:
+        >>> import torch
+        >>> from torch.fx.passes.shape_prop import ShapeProp
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.ReLU()).eval())
+        >>> _ = ShapeProp(gm).propagate(torch.zeros(2, 2))
+        >>> count_layers(gm)
+        2
+    """
     return sum(1 for n in gm.graph.nodes if layer_spec(gm, n) is not None
                or (n.op == "call_module" and isinstance(submodule(gm, str(n.target)), _NORMS)))
 
@@ -272,7 +287,22 @@ def _weight_branches(gm: fx.GraphModule, leaves: list) -> list[fx.Node]:
 
 def branch_candidates(gm: fx.GraphModule) -> list[BranchMerge | Refusal]:
     """Every sum with a weight-layer operand: a :class:`BranchMerge` of branches sharing one input
-    (RepVGG), or why not."""
+    (RepVGG), or why not.
+
+    Example:
+        >>> import torch
+        >>> from torch.fx.passes.shape_prop import ShapeProp
+        >>> class Rep(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.k3, self.k1 = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 1)
+        ...     def forward(self, x):
+        ...         return self.k3(x) + self.k1(x) + x
+        >>> gm = fx.symbolic_trace(Rep())
+        >>> _ = ShapeProp(gm).propagate(torch.zeros(1, 4, 8, 8))
+        >>> [(m.host, m.branches, m.identity) for m in branch_candidates(gm)]
+        [('k3', ('k3', 'k1'), True)]
+    """
     found, order = [], {n: i for i, n in enumerate(gm.graph.nodes)}
     for root in gm.graph.nodes:
         if not _plain_add(root) or (len(root.users) == 1 and _plain_add(next(iter(root.users)))):

@@ -168,7 +168,16 @@ def _place(full: torch.Tensor, weight: torch.Tensor, host: LayerSpec, spec: Laye
 
 
 def combine_params(branches: list[tuple[Params, LayerSpec]], identity: bool, merged: LayerSpec) -> Params:
-    """The tensors of ``merged`` = ``combine_branches(...)``: one layer for the sum of the branches."""
+    """The tensors of ``merged`` = ``combine_branches(...)``: one layer for the sum of the branches.
+
+    Example:
+        >>> from .geometry import combine_branches
+        >>> k1 = LayerSpec("conv", 2, 2, (1, 1), (1, 1), (0, 0), (1, 1), 1, False, False, (1, 2, 4, 4), (1, 2, 4, 4))
+        >>> p = combine_params([(Params(torch.zeros(2, 2, 1, 1), None, None), k1)], True, combine_branches([k1], True))
+        >>> p.weight[:, :, 0, 0]  # conv(x) + x with a zero conv: the identity
+        tensor([[1., 0.],
+                [0., 1.]])
+    """
     first = branches[0][0].weight
     inputs, out = merged.in_channels, merged.out_channels
     full = first.new_zeros(out, inputs + int(merged.border), *merged.kernel, dtype=torch.float64)

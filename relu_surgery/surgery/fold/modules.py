@@ -106,7 +106,13 @@ def spec_of(module: nn.Module, in_shape, out_shape) -> LayerSpec | None:
 
 
 def params_of(module: nn.Module) -> Params:
-    """The tensors a module computes with (NormProp's conv: its normalised weight and beta)."""
+    """The tensors a module computes with (NormProp's conv: its normalised weight and beta).
+
+    Example:
+        >>> p = params_of(NormPropConv2d(2, 3, 1))
+        >>> [round(float(n), 4) for n in p.weight.flatten(1).norm(dim=1)], p.border is None
+        ([1.0, 1.0, 1.0], True)
+    """
     with torch.no_grad():
         if isinstance(module, NormPropConv2d):
             return Params(module.normalized_weight().detach(), None if module.beta is None else module.beta.detach(),

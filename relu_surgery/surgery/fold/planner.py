@@ -55,7 +55,12 @@ class Planned:
 
 
 def meta_copy(gm: fx.GraphModule) -> fx.GraphModule:
-    """A deep copy of ``gm`` (graph, node names and shapes) whose parameters and buffers are on ``meta``."""
+    """A deep copy of ``gm`` (graph, node names and shapes) whose parameters and buffers are on ``meta``.
+
+    Example:
+        >>> meta_copy(fx.symbolic_trace(nn.Linear(2, 2))).weight.device.type
+        'meta'
+    """
     memo = {}
     for t in itertools.chain(gm.parameters(), gm.buffers()):
         meta = torch.empty_like(t, device="meta")
