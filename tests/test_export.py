@@ -13,6 +13,10 @@ import relu_surgery as rs
 from relu_surgery.cli import main
 from relu_surgery.models.export import ExportError, export
 
+from .shared_data import one_thread  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # one intra-op thread: steady on shared CPUs
+
 
 class HistogramHead(nn.Module):
     """A conv followed by torch.histc, which the ONNX exporter does not support."""

@@ -17,6 +17,10 @@ from relu_surgery.cli import main
 from relu_surgery.surgery.fold import fold
 from relu_surgery.surgery.fold.modules import BorderConv
 
+from .shared_data import one_thread  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # one intra-op thread: steady on shared CPUs
+
 
 def _randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give every BatchNorm statistics and an affine map that are not the identity."""
@@ -343,6 +347,20 @@ def test_fold_command_exit_codes(capsys, tmp_path):
     assert main(["fold", "no_such_model_xyz"]) == 2
     _, err = capsys.readouterr()
     assert err.count("\n") >= 1 and "Traceback" not in err
+
+
+def test_bench_fold_case_on_the_vgg_style_net():
+    import sys  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import fold as bench_fold  # noqa: PLC0415
+
+    res = bench_fold.measure_case("vgg_style31", repeats=1, cost="macs")
+    rows = res["rows"]
+    assert list(rows) == ["original", "erased", "norms folded", "folded"] and res["sites_erased"] == 6
+    assert [rows[k]["layers"] for k in rows] == [63, 63, 32, 32] and len({r["macs"] for r in rows.values()}) == 1
+    assert res["kept"] == {"zero padding": 6} and res["merges"] == [] and res["check"]["relative"] < 1e-4
 
 
 @pytest.mark.parametrize("name", [*(f"surgery.fold.{n}" for n in ("geometry", "kernels", "modules", "plan",
