@@ -20,6 +20,7 @@ from .report.report import Report
 from .surgery.convert.api import convert, to_after_activation, to_pre_activation
 from .surgery.crelu import crelu
 from .surgery.erase import erase
+from .surgery.fold import fold
 from .surgery.normprop import normprop
 from .surgery.swap import swap
 from .models.saving import load, save
@@ -35,6 +36,7 @@ __all__ = [
     "crelu",
     "normprop",
     "swap",
+    "fold",
     "probe",
     "create_model",
     "list_models",

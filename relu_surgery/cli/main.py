@@ -237,6 +237,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "normprop": "relu_surgery.cli.swaps:normprop",
     "swap": "relu_surgery.cli.swaps:swap",
     "convert": "relu_surgery.cli.convert:convert",
+    "fold": "relu_surgery.cli.fold:fold",
+    "export": "relu_surgery.cli.export:export",
     "probe": "relu_surgery.cli.probe:probe",
     "train": "relu_surgery.train.command:train_command",
 }

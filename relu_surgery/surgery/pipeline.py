@@ -17,12 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import torch
 import torch.fx as fx
 import torch.nn as nn
 
 from ..graph.analysis import Analysis, analyze, count_sites
 from ..graph.blocks import BlockSpec, discover_blocks
 from ..graph.copying import paused_gc
+from ..graph.example_inputs import example_input_for
 from ..graph.intake import non_finite_tensors, on_meta, unwrap_model
 from ..report.costs import Measurement, count_params, measure, snapshot_state, state_dict_diff
 from ..errors import SurgeryError
@@ -42,6 +44,7 @@ class Step:
     plan: Callable[[Analysis], Plan]
     apply: Callable[[fx.GraphModule, Plan], StepReport]
     targets: tuple[str, ...] = ("relu",)
+    needs_blocks: bool = True  # False: the step works on the whole graph (fold), no block needs to be found
 
 
 def remove_node(gm: fx.GraphModule, node: fx.Node) -> None:
@@ -84,7 +87,9 @@ def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spe
 
 
 def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn.Module | None, Report]:
-    analysis = analyze(model, example_input, spec)
+    if example_input is None and getattr(model, "rs_input_size", None):  # a rewritten model: the size it was
+        example_input = example_input_for(model)  # checked on (its private copy would lose the attribute)
+    analysis = analyze(model, example_input, spec, require_blocks=any(s.needs_blocks for s in steps))
     gm = analysis.graph_module
     if prelude is not None:
         steps = [*prelude(analysis), *steps]
@@ -112,6 +117,8 @@ def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn
     gm.recompile()
     after, forward_check, notes = _check_forward(gm, analysis.example_input, before, meta)
     gm.rs_leaves = dict(analysis.traced.leaves)
+    if isinstance(analysis.example_input, torch.Tensor):  # a later rewrite checks on the same input size
+        gm.rs_input_size = tuple(analysis.example_input.shape[1:])
     record_recipe(model, gm, steps)
     gm.train(model.training)
     report = Report(

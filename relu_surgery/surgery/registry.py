@@ -1,7 +1,7 @@
 """Rewrites by name: the public functions (for the CLI and the runner) and their steps (for recipes).
 
 Example:
-    >>> {"erase", "crelu", "normprop", "swap", "convert"} <= set(REWRITES) == set(STEP_BUILDERS)
+    >>> {"erase", "crelu", "normprop", "swap", "convert", "fold"} <= set(REWRITES) == set(STEP_BUILDERS)
     True
 """
 
@@ -15,15 +15,16 @@ from .pipeline import run_rewrite
 from .convert.api import convert, convert_step
 from .crelu import crelu, crelu_step
 from .erase import erase, erase_step
+from .fold.api import fold, fold_step
 from .normprop import normprop, normprop_step
 from .swap import swap, swap_step
 
 __all__ = ["REWRITES", "STEP_BUILDERS", "register_step", "replay"]
 
-REWRITES = {"erase": erase, "convert": convert, "crelu": crelu, "normprop": normprop, "swap": swap}
+REWRITES = {"erase": erase, "convert": convert, "crelu": crelu, "normprop": normprop, "swap": swap, "fold": fold}
 
 STEP_BUILDERS = {"erase": erase_step, "convert": convert_step, "crelu": crelu_step, "normprop": normprop_step,
-                 "swap": swap_step}
+                 "swap": swap_step, "fold": fold_step}
 
 
 def register_step(name: str, builder) -> None:

@@ -1,0 +1,120 @@
+"""The fold plan as data: every edit it will make, in order, and every candidate it turned down.
+
+Three kinds of action, each naming graph nodes by their FX names (the applier executes them
+without analysing the graph again; all refusals were decided when the plan was made):
+
+* :class:`NormFold` — a BatchNorm folded into the conv or linear layer that feeds it;
+* :class:`ChainMerge` — consecutive weight layers with nothing non-linear between them become one;
+* :class:`BranchMerge` — branches of one input summed by adds (RepVGG: kxk + 1x1 + identity)
+  become one layer.
+
+A :class:`Refusal` says which candidate stays as it is and why. :class:`FoldPlan` holds them all,
+with the example input and the unfolded model's output on it for the function check.
+
+Example:
+    >>> from .geometry import LayerSpec
+    >>> s = LayerSpec("linear", 4, 4, (), (), (), (), 1, True, False, (1, 4), (1, 4))
+    >>> m = ChainMerge(("fc1", "fc2"), ("fc1", "fc2"), (), (s, s), s)
+    >>> m.macs_before, m.macs_after, m.describe()
+    (32, 16, 'fc1 + fc2: linear 4->4 + linear 4->4 -> linear 4->4, MACs 32 -> 16')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from ..plan import Plan
+from .geometry import LayerSpec, describe
+
+__all__ = ["NormFold", "ChainMerge", "BranchMerge", "Refusal", "Action", "FoldPlan"]
+
+
+@dataclass(frozen=True)
+class NormFold:
+    """Fold the norm at node ``norm`` into the layer at node ``layer`` (``names``: their module paths)."""
+
+    layer: str
+    norm: str
+    names: tuple[str, str]
+    spec: LayerSpec
+    norm_type: str
+
+    def describe(self) -> str:
+        return f"{self.names[1]} ({self.norm_type}) folded into {self.names[0]} ({describe(self.spec)})"
+
+
+class _Merge:
+    """What a merge of layers ``before`` into ``after`` costs, and how the report says it (a mixin for
+    the dataclasses below, which hold ``before``, ``after``, ``names`` and maybe ``identity``)."""
+
+    @property
+    def macs_before(self) -> int:
+        return sum(s.macs() for s in self.before)
+
+    @property
+    def macs_after(self) -> int:
+        return self.after.macs()
+
+    def describe(self) -> str:
+        identity = getattr(self, "identity", False)
+        parts = " + ".join([*(describe(s) for s in self.before), *(["identity"] if identity else [])])
+        return (f"{' + '.join(self.names)}{' + identity' if identity else ''}: {parts} -> "
+                f"{describe(self.after)}, MACs {self.macs_before:,} -> {self.macs_after:,}")
+
+
+@dataclass(frozen=True)
+class ChainMerge(_Merge):
+    """Replace the weight layers ``layers`` (in order; the ``dropped`` pass-through nodes between
+    them go too) by one layer of spec ``after``, called where the last one was."""
+
+    layers: tuple[str, ...]
+    names: tuple[str, ...]
+    dropped: tuple[str, ...]
+    before: tuple[LayerSpec, ...]
+    after: LayerSpec
+
+
+@dataclass(frozen=True)
+class BranchMerge(_Merge):
+    """Replace the add nodes ``adds`` (the last first, then the pass-through calls between the branches
+    and the adds) summing the ``branches`` (weight layers reading node ``input``, plus ``input`` itself
+    when ``identity``) by one layer of spec ``after`` at node ``host``."""
+
+    adds: tuple[str, ...]
+    host: str
+    branches: tuple[str, ...]
+    names: tuple[str, ...]
+    input: str
+    identity: bool
+    before: tuple[LayerSpec, ...]
+    after: LayerSpec
+
+
+Action = Union[NormFold, ChainMerge, BranchMerge]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A candidate left as it is: ``kind`` (norm, chain or branch), its module paths and why."""
+
+    kind: str
+    names: tuple[str, ...]
+    reason: str
+    macs_before: int | None = None
+    macs_after: int | None = None
+
+    def describe(self) -> str:
+        return f"{self.kind} {' + '.join(self.names)}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class FoldPlan(Plan):
+    """A fold decided but not applied: the actions in order, the refusals, and what to check against."""
+
+    actions: tuple[Action, ...] = ()
+    refusals: tuple[Refusal, ...] = ()
+    example_input: Any = field(default=None, repr=False)
+    reference: Any = field(default=None, repr=False)
+    tolerance: float = 1e-4
+    layers_before: int = 0
