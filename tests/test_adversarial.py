@@ -121,6 +121,18 @@ def test_builder_argument_that_reads_a_pickle_needs_trust(capsys, tmp_path):
     assert code == 2 and one_line_error(err) and "checkpoint_path" in err and "--trust-code" in err
 
 
+def test_pretrained_config_overlay_needs_trust_only_when_it_names_a_file(capsys, tmp_path):
+    from relu_surgery.models.recipe import check_trust  # noqa: PLC0415
+
+    check_trust("timm:resnet18", {"pretrained_cfg_overlay": {"input_size": [3, 32, 32]}, "pretrained": False},
+                trust_code=False, where="recipe.json")  # shapes only: nothing is read
+    new, report = rs.erase(rs.create_model("timm:resnet18", num_classes=4), proportion=1.0, check=False)
+    out = rs.save(new, tmp_path / "r18", report)
+    edit_recipe(out, lambda r: r["source"]["kwargs"].update(pretrained_cfg_overlay={"file": str(tmp_path / "x.pth")}))
+    code, _, err = run(capsys, "inspect", out)
+    assert code == 2 and one_line_error(err) and "pretrained_cfg_overlay" in err and "--trust-code" in err
+
+
 def test_recipe_from_a_newer_release_is_refused(capsys, saved, tmp_path):
     d = copy_of(saved, tmp_path)
     edit_recipe(d, lambda r: r.update(version="99.0.0"))

@@ -136,10 +136,28 @@ def check_trust(name: str, kwargs: dict, trust_code: bool, where: str) -> None:
     hint = "pass trust_code=True (CLI: --trust-code) only if you trust where it came from"
     if is_user_code(name):
         raise RecipeError(f"{where} names user code ({name!r}): loading it would import and run that code; {hint}")
-    loaders = sorted(set(kwargs) & LOADER_KWARGS)
+    loaders = sorted(k for k in set(kwargs) & LOADER_KWARGS if _reads_a_file(k, kwargs[k]))
     if loaders:
         raise RecipeError(f"{where} passes {loaders[0]!r} to the model builder, which makes it read a file "
                           f"(a pickle can run code); {hint}")
+
+
+_CFG_FILE_KEYS = frozenset({"file", "url", "hf_hub_id", "hf_hub_filename", "state_dict", "source"})
+
+
+def _reads_a_file(key: str, value) -> bool:
+    """Whether builder argument ``key=value`` makes the builder read or fetch weights.
+
+    ``pretrained=False``, ``weights=None`` and a pretrained-config overlay that only sets shapes
+    (``{"input_size": [3, 32, 32]}``) read nothing.
+
+    Example:
+        >>> _reads_a_file("pretrained_cfg_overlay", {"input_size": [3, 32, 32]}), _reads_a_file("pretrained", True)
+        (False, True)
+    """
+    if key in ("pretrained_cfg", "pretrained_cfg_overlay"):
+        return not isinstance(value, dict) or bool(set(value) & _CFG_FILE_KEYS)
+    return value not in (None, False)
 
 
 def _parse(file: Path):
