@@ -13,6 +13,7 @@ import torchvision
 
 import relu_surgery as rs
 from relu_surgery.errors import SelectionError
+from relu_surgery.graph.provenance import recipe_of
 
 from .test_blocks import SpellingNet
 
@@ -186,7 +187,7 @@ def test_rewrite_of_a_rewritten_model_keeps_blocks():
     first, _ = rs.erase(torchvision.models.resnet18(), proportion=0.5)
     second, report = rs.erase(first, proportion=1.0, location="first")
     assert len(report.blocks) == 8 and [c.site for c in report.changes][0] == "layer1.0.relu"
-    assert [r["rewrite"] for r in second.rs_recipe["rewrites"]] == ["erase", "erase"]
+    assert [r["rewrite"] for r in recipe_of(second)["rewrites"]] == ["erase", "erase"]
 
 
 def test_named_blocks_on_a_rewritten_model():

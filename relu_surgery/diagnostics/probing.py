@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from ..graph.analysis import model_label
+from ..graph.provenance import provenance_of
 from ..graph.blocks import BlockSpec
 from ..graph.records import Block
 from ..graph.example_inputs import example_input_for
@@ -140,8 +141,7 @@ def probe_model(model: nn.Module, inputs: torch.Tensor, label: str | None = None
 
 
 def _rewritten_label(base: str, rewritten: nn.Module) -> str:
-    recipe = getattr(rewritten, "rs_recipe", None) or {}
-    names = [r.get("rewrite", "?") for r in recipe.get("rewrites", [])]
+    names = [r.get("rewrite", "?") for r in provenance_of(rewritten).rewrites]
     return f"{base} + {' + '.join(names)}" if names else f"{base} (rewritten)"
 
 

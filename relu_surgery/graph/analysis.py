@@ -22,6 +22,7 @@ from .blocks import BlockSpec, discover_blocks
 from .copying import private_copy
 from ..errors import NoBlocksError
 from .example_inputs import example_input_for
+from .provenance import provenance_of
 from .records import Block
 from .tracing import TracedModel, annotate_shapes, trace
 
@@ -29,10 +30,13 @@ __all__ = ["Analysis", "analyze", "find_blocks", "count_sites", "model_label"]
 
 
 def model_label(model: nn.Module) -> str:
-    """The name a report shows: the source name a model was created from, else its class."""
-    recipe = getattr(model, "rs_recipe", None)
-    source = recipe["source"] if recipe else getattr(model, "rs_source", None)
-    return source["name"] if source else type(model).__name__
+    """The name a report shows: the source name a model was created from, else its class.
+
+    Example:
+        >>> model_label(nn.Linear(2, 2))
+        'Linear'
+    """
+    return provenance_of(model).label(model)
 
 
 def count_sites(gm: torch.fx.GraphModule) -> dict[str, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .provenance import provenance_of
 from .running import eval_mode
 from ..errors import SurgeryError
 
@@ -20,14 +21,14 @@ _SPATIAL_TRIES = (32, 28, 64, 224, 96, 128, 299)
 
 
 def declared_input_size(model: nn.Module) -> tuple[int, ...] | None:
-    """Input size (no batch) a model declares: relu_surgery's tag, timm's pretrained_cfg, torchvision.
+    """Input size (no batch) a model declares: its provenance (zoo models), timm's pretrained_cfg, torchvision.
 
     Example:
         >>> import timm
         >>> declared_input_size(timm.create_model("resnet18"))
         (3, 224, 224)
     """
-    size = getattr(model, "rs_input_size", None)
+    size = provenance_of(model).input_size
     if size:
         return tuple(size)
     for attr in ("pretrained_cfg", "default_cfg"):

@@ -1,8 +1,9 @@
 """Resolve what a user names to a model: a saved rewrite directory, or a source name to build.
 
 Example:
+    >>> from relu_surgery.graph.provenance import provenance_of
     >>> m = create_model("tv:resnet18", num_classes=10)
-    >>> m.rs_source["source"], m.fc.out_features
+    >>> provenance_of(m).source["source"], m.fc.out_features
     ('torchvision', 10)
 """
 
@@ -26,7 +27,8 @@ def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
     :func:`relu_surgery.models.sources.build_from_source` (random weights unless ``pretrained``).
 
     Example:
-        >>> create_model("resnet18").rs_source["source"]
+        >>> from relu_surgery.graph.provenance import provenance_of
+        >>> provenance_of(create_model("resnet18")).source["source"]
         'timm'
     """
     if os.path.isdir(name):

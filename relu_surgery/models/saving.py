@@ -27,6 +27,7 @@ import torch.nn as nn
 from .._version import __version__
 from ..errors import OutputExistsError, SurgeryError, WeightsError
 from ..surgery.registry import replay
+from ..graph.provenance import recipe_of
 from .sources import build_from_source
 
 __all__ = ["save", "load", "write_atomically", "RECIPE", "WEIGHTS"]
@@ -73,8 +74,8 @@ def save(model: nn.Module, out_dir, report=None, force: bool = False) -> Path:
     Needs to know how to rebuild the source: models from :func:`relu_surgery.create_model` know;
     for your own module, create it with ``rs.create_model("package.module:callable")``.
     """
-    recipe = getattr(model, "rs_recipe", None)
-    if recipe is None or recipe["source"].get("kwargs") is None:
+    recipe = recipe_of(model)
+    if recipe["source"].get("kwargs") is None:
         raise SurgeryError(
             "cannot save: the source model is unknown; build it with rs.create_model(name) "
             "(e.g. 'package.module:callable') before rewriting"

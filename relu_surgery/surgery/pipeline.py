@@ -1,8 +1,9 @@
 """What every rewrite shares: measure before, apply steps to the graph, check, report.
 
-A rewrite step is a pair of functions: ``plan(analysis) -> Plan`` (pure analysis) and
-``apply(graph_module, plan) -> StepReport`` (graph edits). :func:`run_rewrite` runs a list of
-steps on a private copy of the model and returns the new model and its :class:`Report`.
+A rewrite step is a name, its settings and a planner ``plan(analysis) -> Plan`` (pure analysis:
+the plan holds every edit as data). :func:`run_rewrite` plans each step on a private copy of the
+model, applies the plan's actions (:func:`relu_surgery.surgery.actions.execute`), and returns the
+new model and its :class:`Report`.
 
 Example:
     >>> import torchvision
@@ -20,46 +21,73 @@ from typing import Callable, Sequence
 import torch.fx as fx
 import torch.nn as nn
 
+from ..errors import InternalError, SurgeryError
 from ..graph.analysis import Analysis, analyze, count_sites
 from ..graph.blocks import BlockSpec, discover_blocks
 from ..graph.copying import paused_gc
-from ..report.costs import Measurement, count_params, measure, snapshot_state, state_dict_diff
-from ..errors import SurgeryError
-from .plan import Plan
-from ..report.report import Report, StepReport
+from ..graph.provenance import Provenance, provenance_of, set_provenance
 from ..graph.tracing import graph_code, graph_records
+from ..report.costs import Measurement, count_params, measure, snapshot_state, state_dict_diff
+from ..report.report import Report, StepReport
+from .actions import execute
+from .plan import Plan
 
-__all__ = ["Step", "run_rewrite", "remove_node", "record_recipe"]
+__all__ = ["Step", "run_rewrite", "step_report", "record_recipe"]
 
 
 @dataclass(frozen=True)
 class Step:
-    """One rewrite: a name, its settings (for the recipe), a planner and an applier."""
+    """One rewrite: its name, its settings (what the recipe records and the report shows), its
+    planner, and the activation kinds it targets.
+
+    Example:
+        >>> from relu_surgery.surgery.erase import erase_step
+        >>> step = erase_step(proportion=0.5)
+        >>> step.name, step.settings["proportion"], step.targets
+        ('erase', 0.5, ('relu',))
+    """
 
     name: str
     settings: dict
     plan: Callable[[Analysis], Plan]
-    apply: Callable[[fx.GraphModule, Plan], StepReport]
     targets: tuple[str, ...] = ("relu",)
 
 
-def remove_node(gm: fx.GraphModule, node: fx.Node) -> None:
-    """Replace ``node`` by its (first) input everywhere and delete it from the graph."""
-    source = node.args[0] if node.args else next(iter(node.kwargs.values()))
-    node.replace_all_uses_with(source)
-    gm.graph.erase_node(node)
+def step_report(step: Step, plan: Plan, gm: fx.GraphModule | None = None, made=None) -> StepReport:
+    """The report of ``step``: planned only (``made`` None), or applied to ``gm`` (``made``: what
+    :func:`~relu_surgery.surgery.actions.execute` inserted).
+
+    Example:
+        >>> from relu_surgery.surgery.erase import erase_step
+        >>> plan = Plan("erase", (), (), "none", ())
+        >>> step_report(erase_step(), plan).nodes_removed
+        ()
+    """
+    applied = made is not None
+    return StepReport(step.name, step.settings, plan.selected, plan.selection_reason, plan.changes,
+                      nodes_removed=plan.nodes_removed if applied else (),
+                      nodes_added=plan.nodes_added(gm, made) if applied else (),
+                      warnings=plan.warnings, norms_added=plan.norms_added, norms_moved=plan.norms_moved,
+                      norms_removed=plan.norms_removed)
 
 
-def record_recipe(model: nn.Module, new_model: nn.Module, steps: Sequence[Step]) -> None:
-    """Attach the replayable recipe (source + rewrites) of ``new_model`` as ``rs_recipe``."""
-    base = getattr(model, "rs_recipe", None) or {
-        "source": dict(getattr(model, "rs_source", None) or {"name": type(model).__name__, "kwargs": None}),
-        "rewrites": [],
-    }
-    new_model.rs_recipe = {
-        "source": base["source"],
-        "rewrites": list(base["rewrites"]) + [{"rewrite": s.name, **s.settings} for s in steps],
-    }
+def record_recipe(model: nn.Module, new_model: nn.Module, steps: Sequence[Step], leaves: dict) -> None:
+    """Give ``new_model`` the provenance of ``model`` plus ``steps`` (its replayable recipe) and the
+    ``leaves`` tracing kept opaque.
+
+    Example:
+        >>> import torch.fx as fx, torch.nn as nn
+        >>> from relu_surgery.graph.provenance import recipe_of
+        >>> from relu_surgery.surgery.erase import erase_step
+        >>> new = fx.symbolic_trace(nn.ReLU())
+        >>> record_recipe(nn.ReLU(), new, [erase_step()], {})
+        >>> [r["rewrite"] for r in recipe_of(new)["rewrites"]]
+        ['erase']
+    """
+    base = provenance_of(model)
+    source = dict(base.source) if base.source else None
+    rewrites = base.rewrites + tuple({"rewrite": s.name, **s.settings} for s in steps)
+    set_provenance(new_model, Provenance(source=source, rewrites=rewrites, leaves=dict(leaves)))
 
 
 def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spec: BlockSpec | None = None,
@@ -94,18 +122,17 @@ def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn
         plan = step.plan(analysis)
         blocks = tuple(analysis.blocks)  # the report shows the blocks the last step planned on
         if dry_run:
-            reports.append(_planned(step, plan))
+            reports.append(step_report(step, plan))
             if i + 1 < len(steps):
-                step.apply(gm, plan)  # the private copy only: the next step plans on its result
+                execute(gm, plan.actions)  # the private copy only: the next step plans on its result
                 continue
             return None, _dry_report(analysis, blocks, reports, targets, sites_before, code_before)
-        reports.append(step.apply(gm, plan))
-    gm.graph.lint()
+        reports.append(step_report(step, plan, gm, execute(gm, plan.actions)))
+    _lint(gm)
     gm.delete_all_unused_submodules()
     gm.recompile()
     after, forward_check, notes = _check_forward(gm, analysis.example_input, before)
-    gm.rs_leaves = dict(analysis.traced.leaves)
-    record_recipe(model, gm, steps)
+    record_recipe(model, gm, steps, analysis.traced.leaves)
     gm.train(model.training)
     report = Report(
         model=analysis.label, blocks=blocks, steps=reports,
@@ -122,6 +149,13 @@ def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn
     return gm, report
 
 
+def _lint(gm: fx.GraphModule) -> None:
+    try:
+        gm.graph.lint()
+    except Exception as exc:  # torch.fx raises RuntimeError and others: the rewrite broke the graph
+        raise InternalError(f"the rewritten graph fails torch.fx's lint: {exc}") from exc
+
+
 def _check_forward(gm: fx.GraphModule, example_input, before: Measurement | None):
     """Measure the rewritten model and check it against ``before``: (after, forward_check, notes)."""
     shape = tuple(example_input.shape)
@@ -129,7 +163,7 @@ def _check_forward(gm: fx.GraphModule, example_input, before: Measurement | None
         return None, {"input_shape": shape, "skipped": "check=False"}, []
     after = measure(gm, example_input)
     if after.output_shape != before.output_shape:
-        raise SurgeryError(f"the rewritten model's output changed shape {before.output_shape} -> {after.output_shape}")
+        raise InternalError(f"the rewritten model's output changed shape {before.output_shape} -> {after.output_shape}")
     mode, notes = "eval", []
     if not after.finite:
         if not _finite_in_train_mode(gm, example_input):
@@ -156,13 +190,6 @@ def _finite_in_train_mode(gm: fx.GraphModule, example_input) -> bool:
     with torch.no_grad():
         out = first_tensor(probe(batch))
     return out is not None and bool(torch.isfinite(out).all())
-
-
-def _planned(step: Step, plan: Plan) -> StepReport:
-    """The report of a step that was only planned (norm lists where the plan has them)."""
-    return StepReport(step.name, step.settings, plan.selected, plan.selection_reason, plan.changes,
-                      warnings=plan.warnings, norms_added=getattr(plan, "norms_added", ()),
-                      norms_moved=getattr(plan, "norms_moved", ()), norms_removed=getattr(plan, "norms_removed", ()))
 
 
 def _dry_report(analysis: Analysis, blocks, reports, targets, sites_before, code_before) -> Report:

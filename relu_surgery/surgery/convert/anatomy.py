@@ -30,9 +30,11 @@ import torch.fx as fx
 from ...graph.activations import activation_of
 from ...graph.ops import is_tensor_add, op_role
 from ...graph.records import Block
+from ..edits import node_channels
+from ..regions import BlockRegions
 
 __all__ = ["PreActUnit", "PostActUnit", "Chain", "preact_unit", "postact_unit", "any_preactivation", "stem_chain",
-           "final_chain", "block_region", "block_regions", "outside_blocks", "walk_back", "out_channels",
+           "final_chain", "walk_back", "out_channels",
            "in_channels", "identity_readers", "stem_anchor"]
 
 
@@ -105,32 +107,18 @@ def _walk_forward(node: fx.Node, gm: fx.GraphModule) -> fx.Node | None:
     return None
 
 
-def block_region(gm: fx.GraphModule, name: str) -> list[fx.Node]:
-    """The nodes of the block called ``name`` (its module scope), in graph order."""
-    return [n for n in gm.graph.nodes if name in n.meta.get("rs_scope", ())]
-
-
-def block_regions(gm: fx.GraphModule, blocks) -> dict[str, list[fx.Node]]:
-    """:func:`block_region` of every block in one pass over the graph: block name -> nodes."""
-    regions: dict[str, list[fx.Node]] = {b.name: [] for b in blocks}
-    for node in gm.graph.nodes:
-        for scope in node.meta.get("rs_scope", ()):
-            region = regions.get(scope)
-            if region is not None:
-                region.append(node)
-    return regions
-
-
 def any_preactivation(gm: fx.GraphModule, blocks) -> bool:
-    """True when one of ``blocks`` is a pre-activation unit (:func:`preact_unit`)."""
-    regions = block_regions(gm, blocks)
-    return any(preact_unit(gm, b, regions[b.name]) is not None for b in blocks)
+    """True when one of ``blocks`` is a pre-activation unit (:func:`preact_unit`).
 
-
-def outside_blocks(node: fx.Node, blocks) -> bool:
-    """True when ``node`` belongs to none of ``blocks`` (by module scope)."""
-    scope = set(node.meta.get("rs_scope", ()))
-    return not any(b.name in scope for b in blocks)
+    Example:
+        >>> import torchvision
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(torchvision.models.resnet18())
+        >>> any_preactivation(a.graph_module, a.blocks)
+        False
+    """
+    regions = BlockRegions(gm, blocks)
+    return any(preact_unit(gm, b, regions.nodes(b.name)) is not None for b in blocks)
 
 
 def _boundary(nodes: list[fx.Node]) -> tuple[fx.Node, fx.Node] | None:
@@ -153,16 +141,10 @@ def _module_attr(gm: fx.GraphModule, node: fx.Node, *attrs):
     return None
 
 
-def _meta_channels(node: fx.Node) -> int | None:
-    meta = node.meta.get("tensor_meta")
-    shape = getattr(meta, "shape", None)
-    return int(shape[1]) if shape is not None and len(shape) > 1 else None
-
-
 def out_channels(gm: fx.GraphModule, node: fx.Node) -> int | None:
     """Output channels of a weight or norm node (module attributes, else recorded shapes)."""
     found = _module_attr(gm, node, "out_channels", "out_features", "num_features", "num_channels")
-    return found if found is not None else _meta_channels(node)
+    return found if found is not None else node_channels(node)
 
 
 def in_channels(gm: fx.GraphModule, x: fx.Node, inside: set) -> int | None:
@@ -180,7 +162,7 @@ def in_channels(gm: fx.GraphModule, x: fx.Node, inside: set) -> int | None:
                 return found
         elif role in ("transparent", "norm", "activation"):
             stack.extend(node.users)
-    return _meta_channels(x)
+    return node_channels(x)
 
 
 def _lead(x: fx.Node, inside: set, gm: fx.GraphModule) -> tuple[fx.Node | None, fx.Node] | None:
@@ -234,7 +216,7 @@ def _name(node: fx.Node | None) -> str | None:
 
 def _region_bounds(gm: fx.GraphModule, block: Block, region: list[fx.Node] | None):
     """(input, output, set of nodes) of ``block``'s region (``region`` when given), or None."""
-    nodes = block_region(gm, block.name) if region is None else region
+    nodes = BlockRegions(gm, [block]).nodes(block.name) if region is None else region
     bounds = _boundary(nodes)
     return None if bounds is None else (*bounds, set(nodes))
 
@@ -302,28 +284,28 @@ def stem_chain(gm: fx.GraphModule, x: fx.Node, blocks, need_norm: bool = True) -
     ``anchor`` is the weight node the norm follows (the stem conv). With ``need_norm`` False only
     the activation is required.
     """
-    act = walk_back(x, gm)
-    if _role(act, gm) != "activation" or not outside_blocks(act, blocks) or not act.all_input_nodes:
+    act, regions = walk_back(x, gm), BlockRegions(gm, blocks)
+    if _role(act, gm) != "activation" or not regions.outside(act) or not act.all_input_nodes:
         return None
     if _is_composite(act, gm):
         anchor = walk_back(act.all_input_nodes[0], gm)
         return Chain(anchor.name, None, act.name) if _role(anchor, gm) == "weight" else None
     norm = act.all_input_nodes[0]
-    if _role(norm, gm) == "norm" and outside_blocks(norm, blocks) and len(norm.users) == 1:
+    if _role(norm, gm) == "norm" and regions.outside(norm) and len(norm.users) == 1:
         return Chain(norm.all_input_nodes[0].name, norm.name, act.name)
     return None if need_norm else Chain(norm.name, None, act.name)
 
 
 def final_chain(gm: fx.GraphModule, add: fx.Node, blocks) -> Chain | None:
     """The norm -> act between the last block's addition and the head (seed 003's extra activation)."""
-    first = _walk_forward(add, gm)
-    if first is None or not outside_blocks(first, blocks):
+    first, regions = _walk_forward(add, gm), BlockRegions(gm, blocks)
+    if first is None or not regions.outside(first):
         return None
     if _role(first, gm) == "activation" and _is_composite(first, gm):
         return Chain(add.name, None, first.name)
     if _role(first, gm) == "norm" and len(first.users) == 1:
         act = next(iter(first.users))
-        if _role(act, gm) == "activation" and not _is_composite(act, gm) and outside_blocks(act, blocks):
+        if _role(act, gm) == "activation" and not _is_composite(act, gm) and regions.outside(act):
             return Chain(add.name, first.name, act.name)
     return None
 
@@ -343,6 +325,6 @@ def identity_readers(gm: fx.GraphModule, x: fx.Node, add: fx.Node) -> set:
 def stem_anchor(gm: fx.GraphModule, x: fx.Node, blocks) -> fx.Node:
     """The stem weight layer before block input ``x`` (through pools), else ``x`` itself."""
     found = walk_back(x, gm)
-    if _role(found, gm) == "weight" and outside_blocks(found, blocks):
+    if _role(found, gm) == "weight" and BlockRegions(gm, blocks).outside(found):
         return found
     return x
