@@ -119,7 +119,7 @@ def test_wide_resnet_basic_block_with_dropout_exact_order():
     assert [new.get_submodule(n).num_features for n in report.norms_added] == [16, 32, 32, 64, 64]
     assert [s.rewrite for s in report.steps] == ["convert"] and report.steps[0].settings == {"to": "after-activation"}
     assert "New norms, untrained (convert)  5: layer1.0.conv2_norm" in str(report)
-    data = json.loads(report.dumps())
+    data = json.loads(report.to_json())
     assert data["norms"]["added"] == list(report.norms_added)
     assert data["norms"]["moved"] == [{"from": "layer1.0.bn1", "to": "conv1_norm", "where": "after the stem conv conv1"}]
     train_step(new, X16)

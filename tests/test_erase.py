@@ -119,7 +119,7 @@ def test_composite_norm_act_keeps_state_dict():
 
 def test_timm_model_report_json_schema():
     _, report = rs.erase(timm.create_model("resnet18"), proportion=0.5)
-    data = json.loads(report.dumps())
+    data = json.loads(report.to_json())
     for key in ("model", "blocks", "changes", "params_before", "params_after", "macs_before", "macs_after",
                 "warnings"):
         assert key in data
@@ -228,6 +228,6 @@ def test_check_false_skips_the_forward_passes_but_not_the_rewrite():
     lines = dict(report.summary_lines())
     assert lines["MACs"] == "not measured (check=False)"
     assert lines["Forward pass"] == "not run (check=False)"
-    assert json.loads(report.dumps())["forward_check"]["skipped"] == "check=False"
+    assert json.loads(report.to_json())["forward_check"]["skipped"] == "check=False"
     x = torch.randn(1, 3, 64, 64)
     assert torch.equal(quick.eval()(x), checked.eval()(x))

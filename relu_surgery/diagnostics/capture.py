@@ -23,6 +23,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from .._compat import BatchNormBase
 from ..graph.blocks import BlockSpec, discover_blocks
 from ..graph.copying import private_copy
 from ..graph.ops import is_tensor_add, op_role
@@ -60,7 +61,7 @@ def set_norm_mode(gm: nn.Module, norm_stats: str) -> None:
     gm.eval()
     if norm_stats == "batch":
         for m in gm.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if isinstance(m, BatchNormBase):
                 m.train()
 
 

@@ -195,7 +195,8 @@ class GradientStudy:
     seed: int
     runs: list[GradientRun] = field(default_factory=list)
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
+        """A JSON-ready dict of the study and its runs."""
         return {"depths": list(self.depths), "points": self.points, "width": self.width,
                 "initialisations": self.runs_per_net, "seed": self.seed,
                 "interval": [-2.0, 2.0], "runs": [r.to_dict() for r in self.runs]}

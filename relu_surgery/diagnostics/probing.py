@@ -50,7 +50,8 @@ class ModelProbe:
     coherence: list[LayerCoherence]
     blocks: list[Block] = field(default_factory=list, repr=False)
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
+        """A JSON-ready dict of the measurements."""
         return {"label": self.label, "deltas": [d.to_dict() for d in self.deltas],
                 "last_activation": self.last.to_dict() if self.last else None,
                 "coherence": [c.to_dict() for c in self.coherence]}
@@ -85,11 +86,15 @@ class ProbeResult:
         return [(n, next(b[n] for b in by_model if n in b).filters, *[b[n].mu if n in b else None for b in by_model])
                 for n in names]
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         """A JSON-ready dict (covariance matrices and raw values are only in the plots)."""
-        return {"inputs": self.inputs, "models": [m.to_json() for m in self.models],
-                "gradient_study": self.gradient_study.to_json() if self.gradient_study else None,
+        return {"inputs": self.inputs, "models": [m.to_dict() for m in self.models],
+                "gradient_study": self.gradient_study.to_dict() if self.gradient_study else None,
                 "plots": dict(self.plots), "notes": list(self.notes)}
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as a JSON string (what ``probe.json`` holds)."""
+        return json.dumps(self.to_dict(), indent=2)
 
     def write(self, out) -> Path:
         """Write ``probe.json`` and the PNGs into ``out`` (each file atomically); returns ``out``."""
@@ -109,7 +114,7 @@ class ProbeResult:
         if self.gradient_study is not None:
             self.plots["gradient_study"] = str(plots.plot_gradient_study(self.gradient_study, out / "gradient_study.png"))
         tmp = out / f".probe.json.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        tmp.write_text(self.to_json() + "\n")
         os.replace(tmp, out / "probe.json")
         return out
 

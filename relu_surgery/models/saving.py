@@ -91,7 +91,7 @@ def save(model: nn.Module, out_dir, report=None, force: bool = False) -> Path:
         save_model(model, str(tmp / WEIGHTS))
         (tmp / RECIPE).write_text(text + "\n")
         if report is not None:
-            (tmp / "report.json").write_text(report.dumps() + "\n")
+            (tmp / "report.json").write_text(report.to_json() + "\n")
             (tmp / "report.md").write_text(report.to_markdown())
             (tmp / "report.txt").write_text(str(report) + "\n")
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .._compat import tensor_version
 from ..errors import SurgeryError
 from ..graph.running import eval_mode, first_tensor
 
@@ -67,7 +68,7 @@ def snapshot_state(model: nn.Module) -> dict:
     replaces it puts a new tensor object in the new state dict. Compare it with
     ``model.state_dict(keep_vars=True)`` so unchanged tensors are the same objects.
     """
-    return {k: (v, v._version) for k, v in model.state_dict(keep_vars=True).items()}
+    return {k: (v, tensor_version(v)) for k, v in model.state_dict(keep_vars=True).items()}
 
 
 def state_dict_diff(before: dict, after: dict) -> dict:
@@ -99,6 +100,6 @@ def _value_changed(old: tuple, new: torch.Tensor) -> bool:
     if tuple(tensor.shape) != tuple(new.shape):
         return False  # reported as reshaped
     if new is tensor:
-        return version is not None and new._version != version
+        return version is not None and tensor_version(new) != version
     # a different tensor object: compare values (reads only, so copy-on-write copies stay shared)
     return tensor.device.type != "meta" and not torch.equal(tensor.detach(), new.detach())

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SurgeryError
+from .tables import changes_table, summary_table
 from .report import Report
 
 __all__ = ["DrawingError", "Pattern", "change_patterns", "draw_report", "FORMATS"]
@@ -188,11 +189,6 @@ def _html_page(report: Report, fig) -> str:
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg"):]
     steps = " + ".join(s.rewrite for s in report.steps)
-    summary = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                      for k, v in report.summary_lines())
-    changes = "".join(
-        f"<tr><td>{c.block}</td><td><code>{html.escape(c.site)}</code></td><td>{html.escape(c.before)}</td>"
-        f"<td>{html.escape(c.after)}</td></tr>" for c in report.changes)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>relu_surgery {html.escape(steps)}: {html.escape(report.model)}</title>
@@ -200,10 +196,10 @@ def _html_page(report: Report, fig) -> str:
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}} svg{{max-width:100%;height:auto}}</style>
 </head><body>
 <h1>relu_surgery {html.escape(steps)}: <code>{html.escape(report.model)}</code></h1>
-<table>{summary}</table>
+{summary_table(report)}
 <h2>Changed blocks, before and after</h2>
 {svg}
 <h2>Changes ({len(report.changes)})</h2>
-<table><tr><th>block</th><th>site</th><th>before</th><th>after</th></tr>{changes}</table>
+{changes_table(report)}
 </body></html>
 """

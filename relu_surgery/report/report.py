@@ -1,11 +1,11 @@
-"""The diff report of a rewrite: one object, rendered as text, JSON, Markdown or a code diff.
+"""The diff report of a rewrite: one object, rendered as text, JSON, Markdown, HTML or a code diff.
 
 Example:
-    >>> import torchvision, relu_surgery as rs
+    >>> import json, torchvision, relu_surgery as rs
     >>> new, report = rs.erase(torchvision.models.resnet18(), proportion=0.5)
     >>> [c.site for c in report.changes]
     ['layer1.0.relu_1', 'layer2.0.relu_1', 'layer3.0.relu_1', 'layer4.0.relu_1']
-    >>> report.to_json()["params_before"] == report.to_json()["params_after"]
+    >>> report.to_dict()["params_before"] == json.loads(report.to_json())["params_after"]
     True
 """
 
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from ..graph.records import Block
 from .records import SiteChange
+from .tables import report_html
 
 __all__ = ["StepReport", "Report"]
 
@@ -117,8 +118,8 @@ class Report:
         return sum(n for k, n in counts.items() if k in self.targets or "all" in self.targets)
 
     # ----------------------------------------------------------------- renderings
-    def to_json(self) -> dict:
-        """A JSON-ready dict (``json.dumps(report.to_json())`` works).
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (``json.dumps(report.to_dict())`` works; :meth:`to_json` does it).
 
         Keys: model, blocks (index, name, type, stage, selected, sites), changes (block, site,
         before, after), params/macs before and after, sites, state_dict, forward_check, steps,
@@ -141,9 +142,13 @@ class Report:
                       "removed": [n for s in self.steps for n in s.norms_removed]},
         }
 
-    def dumps(self) -> str:
-        """The JSON report as a string."""
-        return json.dumps(self.to_json(), indent=2)
+    def to_json(self) -> str:
+        """The report as a JSON string (:meth:`to_dict`, indented): what ``--json`` prints."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    def _repr_html_(self) -> str:
+        """The report in a notebook: the summary and changes tables of the HTML drawing."""
+        return report_html(self)
 
     def code_diff(self) -> str:
         """Unified diff of the generated forward code, before -> after."""

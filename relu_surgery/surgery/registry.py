@@ -38,10 +38,10 @@ def get_rewrite(name: str):
         >>> get_rewrite("sparkle")
         Traceback (most recent call last):
         ...
-        relu_surgery.errors.SelectionError: unknown rewrite 'sparkle' (known: convert, crelu, erase, normprop, swap)
+        relu_surgery.errors.SelectionError: unknown rewrite 'sparkle'; known: convert, crelu, erase, normprop, swap
     """
     if name not in REWRITES:
-        raise SelectionError(f"unknown rewrite {name!r} (known: {', '.join(sorted(REWRITES))})")
+        raise SelectionError(f"unknown rewrite {name!r}; known: {', '.join(sorted(REWRITES))}")
     return REWRITES[name]
 
 

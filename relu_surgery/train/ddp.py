@@ -25,7 +25,7 @@ import torch.distributed as dist
 from .errors import TrainConfigError
 
 __all__ = ["DistEnv", "init_distributed", "distributed_session", "all_reduce_sum", "gather_objects",
-           "broadcast_object", "barrier", "shutdown", "pick_device"]
+           "barrier", "shutdown", "pick_device"]
 
 
 @dataclass(frozen=True)
@@ -119,15 +119,6 @@ def gather_objects(obj: Any, env: DistEnv) -> list[Any]:
     out: list[Any] = [None] * env.world_size
     dist.all_gather_object(out, obj)
     return out
-
-
-def broadcast_object(obj: Any, env: DistEnv) -> Any:
-    """Rank 0's ``obj`` on every rank."""
-    if not env.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def barrier(env: DistEnv) -> None:

@@ -1,7 +1,7 @@
 """Which model to train: a name, ``module:callable`` or saved rewrite directory, plus rewrites to apply.
 
 Models come from :func:`relu_surgery.create_model` / :func:`relu_surgery.load`, rewrites from the
-one registry of rewrites by name (:data:`relu_surgery.surgery.registry.REWRITES`). A
+one registry of rewrites by name (:func:`relu_surgery.surgery.registry.get_rewrite`). A
 :class:`ModelSpec` is stored in a run's ``config.json`` so ``--resume`` can rebuild the model.
 
 Example:
@@ -24,7 +24,7 @@ import torch.nn as nn
 from ..errors import SurgeryError
 from ..models import create_model, load
 from ..models.weights import load_weights
-from ..surgery.registry import REWRITES
+from ..surgery.registry import get_rewrite
 from .errors import TrainConfigError
 
 __all__ = ["RewriteSpec", "ModelSpec", "parse_value", "parse_pairs", "resolve_model", "apply_rewrites",
@@ -137,9 +137,10 @@ def apply_rewrites(model: nn.Module, rewrites: tuple[RewriteSpec, ...] | list[Re
     """
     reports = []
     for spec in rewrites:
-        fn = REWRITES.get(spec.name)
-        if fn is None:
-            raise TrainConfigError(f"unknown rewrite {spec.name!r}; known: {', '.join(sorted(REWRITES))}")
+        try:
+            fn = get_rewrite(spec.name)
+        except SurgeryError as exc:
+            raise TrainConfigError(str(exc)) from None
         kwargs = dict(spec.kwargs)
         if example_input is not None and "example_input" in inspect.signature(fn).parameters:
             kwargs.setdefault("example_input", example_input)
