@@ -180,7 +180,21 @@ _RENAMED = {"blocks_spec": "blocks", "random_": "random"}
 
 def run_rewrite_command(name: str, opts: dict) -> None:
     """A rewrite command's body: load MODEL, run rewrite ``name`` (by name, through the registry) with
-    the command's options, then :func:`emit` the report."""
+    the command's options, then :func:`emit` the report.
+
+    Example:
+        >>> @click.command()
+        ... @click.argument("model")
+        ... @model_options
+        ... @discovery_options
+        ... @output_options
+        ... def convert_to_pre(**opts):
+        ...     run_rewrite_command("convert", {**opts, "to": "pre-activation"})
+        >>> from click.testing import CliRunner
+        >>> result = CliRunner().invoke(convert_to_pre, ["cifar_resnet20", "--dry-run", "--json"])
+        >>> result.exit_code, '"to": "pre-activation"' in result.output
+        (0, True)
+    """
     from ..surgery.registry import get_rewrite  # noqa: PLC0415
 
     opts = dict(opts)

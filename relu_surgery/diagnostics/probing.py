@@ -8,7 +8,7 @@ With ``out``, writes ``probe.json`` and one PNG per measurement.
 Example:
     >>> import relu_surgery as rs
     >>> model = rs.create_model("cifar_resnet20")
-    >>> new, _ = rs.erase(model)
+    >>> new, _ = rs.erase(model, check=False)
     >>> result = rs.probe(model, new, gradient_study=False, samples=2)
     >>> [m.label for m in result.models], len(result.models[0].deltas)
     (['cifar_resnet20', 'cifar_resnet20 + erase'], 9)
@@ -42,7 +42,14 @@ __all__ = ["ModelProbe", "ProbeResult", "probe", "probe_model", "models_from_dir
 
 @dataclass
 class ModelProbe:
-    """The measurements of one model."""
+    """The measurements of one model.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> p = probe_model(rs.create_model("cifar_resnet20"), torch.randn(2, 3, 32, 32))
+        >>> sorted(p.to_dict())
+        ['coherence', 'deltas', 'label', 'last_activation']
+    """
 
     label: str
     deltas: list[BlockDelta]
@@ -60,7 +67,14 @@ class ModelProbe:
 @dataclass
 class ProbeResult:
     """What :func:`probe` measured: one :class:`ModelProbe` per model (original first), the inputs,
-    the gradient study (or None) and the PNGs written (name -> path)."""
+    the gradient study (or None) and the PNGs written (name -> path).
+
+    Example:
+        >>> import json, relu_surgery as rs
+        >>> result = rs.probe(rs.create_model("cifar_resnet20"), samples=2, gradient_study=False)
+        >>> len(result.delta_rows()), json.loads(result.to_json())["inputs"]["source"]
+        (9, 'random N(0, 1)')
+    """
 
     models: list[ModelProbe]
     inputs: dict
@@ -168,7 +182,7 @@ def probe(model: nn.Module, rewritten: nn.Module | None = None, inputs: torch.Te
     Example:
         >>> import relu_surgery as rs
         >>> m = rs.create_model("cifar_resnet20")
-        >>> r = rs.probe(m, rs.erase(m)[0], samples=2, gradient_study=False)
+        >>> r = rs.probe(m, rs.erase(m, check=False)[0], samples=2, gradient_study=False)
         >>> r.models[1].last.kind  # the add that feeds the head after EraseReLU
         'merge'
     """
@@ -201,7 +215,11 @@ def models_from_directory(path) -> tuple[nn.Module, nn.Module, str]:
     name and shape it shares (all of them after EraseReLU), so both models carry the same training.
 
     Example:
-        >>> original, rewritten, note = models_from_directory("runs/er110")  # doctest: +SKIP
+        >>> import tempfile, relu_surgery as rs
+        >>> new, report = rs.erase(rs.create_model("cifar_resnet20"), check=False)
+        >>> original, rewritten, note = models_from_directory(rs.save(new, tempfile.mkdtemp() + "/er20"))
+        >>> note.split(":")[1].strip()
+        '116 of 116 tensors taken from ...'
     """
     from ..models.resolve import create_model  # noqa: PLC0415
     from ..models.saving import load, read_recipe  # noqa: PLC0415

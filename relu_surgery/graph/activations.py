@@ -98,6 +98,10 @@ class ActivationRef:
 
     ``composite`` is the qualified name of the norm+act leaf holding it (None for plain sites);
     ``inplace`` says whether the original call mutates its input.
+
+    Example:
+        >>> ActivationRef("relu", "F.relu").composite is None
+        True
     """
 
     kind: str

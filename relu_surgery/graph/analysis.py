@@ -56,7 +56,13 @@ def count_sites(gm: torch.fx.GraphModule) -> dict[str, int]:
 
 @dataclass
 class Analysis:
-    """A private copy of a model, its trace, its blocks and an example input for checks."""
+    """A private copy of a model, its trace, its blocks and an example input for checks.
+
+    Example:
+        >>> a = analyze(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)))
+        >>> [b.name for b in a.blocks], tuple(a.example_input.shape), a.label
+        (['0'], (1, 4), 'Sequential')
+    """
 
     source: nn.Module
     traced: TracedModel
@@ -74,6 +80,12 @@ def analyze(model: nn.Module, example_input=None, spec: BlockSpec | None = None,
     """Copy ``model``, trace the copy and find its blocks (the caller's model is not touched).
 
     Raises :class:`NoBlocksError` with a hint when ``require_blocks`` and nothing is found.
+
+    Example:
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+        >>> a = analyze(model)
+        >>> a.source is not model, [s.name for s in a.blocks[0].sites]
+        (True, ['1'])
     """
     source = private_copy(model)
     source.train(model.training)

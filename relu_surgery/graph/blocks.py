@@ -69,6 +69,11 @@ class BlockSpec:
 
     ``predicate(name, module) -> bool`` decides per qualified module name (``module`` is None for a
     container a rewritten GraphModule no longer holds).
+
+    Example:
+        >>> spec = BlockSpec(types=("Bottleneck",), names=("layer4.*",))
+        >>> bool(spec), spec.to_recipe()
+        (True, {'block_types': ['Bottleneck'], 'block_names': ['layer4.*']})
     """
 
     types: tuple = ()

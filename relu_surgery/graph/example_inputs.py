@@ -61,6 +61,10 @@ def example_input_for(model: nn.Module, batch: int = 1, seed: int = 0) -> torch.
     """A seeded random input the model accepts (batch 1: reports give MACs per sample).
 
     Raises :class:`SurgeryError` when no size works: pass ``example_input`` / ``--input-size``.
+
+    Example:
+        >>> tuple(example_input_for(nn.Conv2d(3, 4, 3), batch=2).shape)
+        (2, 3, 32, 32)
     """
     gen = torch.Generator().manual_seed(seed)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))

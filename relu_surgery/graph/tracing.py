@@ -39,7 +39,14 @@ _MAX_RETRIES = 64
 
 
 class ScopeTracer(fx.Tracer):
-    """An FX tracer that stamps each node with the module scope that created it."""
+    """An FX tracer that stamps each node with the module scope that created it.
+
+    Example:
+        >>> outer = nn.Sequential(nn.Sequential(nn.ReLU()))
+        >>> graph = ScopeTracer().trace(outer)
+        >>> [n.meta["rs_scope"] for n in graph.nodes if n.op == "call_module"]
+        [('0', '0.0')]
+    """
 
     def __init__(self, leaf_names=(), leaf_types=(), autowrap_functions=()):
         super().__init__(autowrap_functions=tuple(autowrap_functions))
@@ -86,6 +93,11 @@ class TracedModel:
     ``source`` is the module that was traced (the GraphModule shares its leaf modules).
     ``leaves`` maps each submodule made a leaf because FX could not trace it to the reason.
     ``warnings`` holds notes a user should see (train/eval differences, ...).
+
+    Example:
+        >>> traced = trace(nn.Sequential(nn.ReLU()))
+        >>> isinstance(traced.graph_module, fx.GraphModule), traced.leaves
+        (True, {})
     """
 
     graph_module: fx.GraphModule
@@ -141,7 +153,12 @@ def _name_nodes(graph: fx.Graph) -> None:
 
 
 def is_scoped(model: nn.Module) -> bool:
-    """True for a GraphModule made by relu_surgery (its nodes still carry scope metadata)."""
+    """True for a GraphModule made by relu_surgery (its nodes still carry scope metadata).
+
+    Example:
+        >>> is_scoped(trace(nn.ReLU()).graph_module), is_scoped(fx.symbolic_trace(nn.ReLU()))
+        (True, False)
+    """
     return isinstance(model, fx.GraphModule) and all(
         "rs_scope" in n.meta for n in model.graph.nodes if n.op != "output"
     )

@@ -8,7 +8,7 @@ the weights strictly (same tensors), so the loaded model gives the same outputs.
 Example:
     >>> import tempfile, relu_surgery as rs
     >>> model = rs.create_model("cifar_resnet20")
-    >>> new, report = rs.erase(model, proportion=0.5)
+    >>> new, report = rs.erase(model, proportion=0.5, check=False)
     >>> out = save(new, tempfile.mkdtemp() + "/er20", report)
     >>> load(out).code == new.code
     True
@@ -30,7 +30,7 @@ from ..surgery.registry import replay
 from ..graph.provenance import recipe_of
 from .sources import build_from_source
 
-__all__ = ["save", "load", "write_atomically", "RECIPE", "WEIGHTS"]
+__all__ = ["save", "load", "read_recipe", "write_atomically", "RECIPE", "WEIGHTS"]
 
 RECIPE, WEIGHTS = "recipe.json", "weights.safetensors"
 
@@ -40,6 +40,11 @@ def write_atomically(out_dir, write, force: bool = False) -> Path:
 
     An existing non-empty ``out_dir`` raises :class:`OutputExistsError` unless ``force``; a failure
     inside ``write`` leaves nothing behind.
+
+    Example:
+        >>> out = write_atomically(tempfile.mkdtemp() + "/run", lambda tmp: (tmp / "a.txt").write_text("hi"))
+        >>> sorted(p.name for p in out.iterdir())
+        ['a.txt']
     """
     out = Path(out_dir).resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
@@ -73,6 +78,12 @@ def save(model: nn.Module, out_dir, report=None, force: bool = False) -> Path:
 
     Needs to know how to rebuild the source: models from :func:`relu_surgery.create_model` know;
     for your own module, create it with ``rs.create_model("package.module:callable")``.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> new, report = rs.erase(rs.create_model("cifar_resnet20"), proportion=0.5, check=False)
+        >>> sorted(p.name for p in save(new, tempfile.mkdtemp() + "/er20", report).iterdir())
+        ['recipe.json', 'report.json', 'report.md', 'report.txt', 'weights.safetensors']
     """
     recipe = recipe_of(model)
     if recipe["source"].get("kwargs") is None:
@@ -99,7 +110,14 @@ def save(model: nn.Module, out_dir, report=None, force: bool = False) -> Path:
 
 
 def read_recipe(path) -> dict:
-    """The recipe of a saved directory."""
+    """The recipe of a saved directory.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> out = save(rs.erase(rs.create_model("cifar_resnet20"), check=False)[0], tempfile.mkdtemp() + "/er")
+        >>> read_recipe(out)["source"]["name"], [r["rewrite"] for r in read_recipe(out)["rewrites"]]
+        ('cifar_resnet20', ['erase'])
+    """
     file = Path(path) / RECIPE
     if not file.is_file():
         raise SurgeryError(f"{path} is not a saved relu_surgery model (no {RECIPE})")
@@ -113,7 +131,10 @@ def load(path) -> nn.Module:
     """Rebuild a saved model: source model, rewrites replayed, weights loaded strictly.
 
     Example:
-        >>> # model = relu_surgery.load("runs/er110")
+        >>> import relu_surgery as rs
+        >>> new, _ = rs.erase(rs.create_model("cifar_resnet20"), check=False)
+        >>> load(save(new, tempfile.mkdtemp() + "/er")).code == new.code
+        True
     """
 
     recipe = read_recipe(path)

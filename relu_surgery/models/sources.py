@@ -47,7 +47,13 @@ def _tv_names() -> list[str]:
 
 
 def all_model_names() -> dict[str, list[str]]:
-    """Every name each source knows: {"zoo": [...], "timm": [...], "torchvision": [...]}."""
+    """Every name each source knows: {"zoo": [...], "timm": [...], "torchvision": [...]}.
+
+    Example:
+        >>> names = all_model_names()
+        >>> sorted(names), "resnet50" in names["timm"], "cifar_resnet20" in names["zoo"]
+        (['timm', 'torchvision', 'zoo'], True, True)
+    """
     return {"zoo": _zoo_names(), "timm": _timm_names(), "torchvision": _tv_names()}
 
 

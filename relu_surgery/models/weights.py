@@ -27,6 +27,12 @@ def read_checkpoint(path) -> dict[str, torch.Tensor]:
     """The state dict in ``path`` (``.safetensors`` or a weights-only torch file).
 
     Nested ``{"state_dict": ...}`` / ``{"model": ...}`` checkpoints are unwrapped.
+
+    Example:
+        >>> import tempfile
+        >>> path = tempfile.mktemp(suffix=".pt"); torch.save({"model": nn.Linear(2, 3).state_dict()}, path)
+        >>> sorted(read_checkpoint(path))  # a nested {"model": ...} checkpoint is unwrapped
+        ['bias', 'weight']
     """
     path = Path(path)
     if not path.is_file():
@@ -50,7 +56,16 @@ def read_checkpoint(path) -> dict[str, torch.Tensor]:
 
 
 def load_weights(model: nn.Module, path) -> int:
-    """Load ``path`` into ``model`` strictly; returns the number of tensors loaded."""
+    """Load ``path`` into ``model`` strictly; returns the number of tensors loaded.
+
+    Example:
+        >>> import tempfile
+        >>> path = tempfile.mktemp(suffix=".pt"); torch.save({"weight": torch.zeros(3, 3)}, path)
+        >>> load_weights(nn.Linear(2, 2), path)
+        Traceback (most recent call last):
+        ...
+        relu_surgery.errors.WeightsError: ... does not fit the model: 1 missing (e.g. bias); 1 shape mismatch (e.g. weight (3, 3) vs (2, 2))
+    """
     state = read_checkpoint(path)
     own = model.state_dict()
     missing = [k for k in own if k not in state]

@@ -34,7 +34,12 @@ def count_params(model: nn.Module) -> int:
 
 @dataclass(frozen=True)
 class Measurement:
-    """One eval-mode forward pass: MACs, output shape, whether every output value is finite."""
+    """One eval-mode forward pass: MACs, output shape, whether every output value is finite.
+
+    Example:
+        >>> measure(nn.Linear(3, 2), torch.zeros(1, 3))
+        Measurement(macs=6, output_shape=(1, 2), finite=True)
+    """
 
     macs: int
     output_shape: tuple[int, ...]
@@ -67,6 +72,14 @@ def snapshot_state(model: nn.Module) -> dict:
     No copy is made: a rewrite that changes a tensor in place bumps its version, one that
     replaces it puts a new tensor object in the new state dict. Compare it with
     ``model.state_dict(keep_vars=True)`` so unchanged tensors are the same objects.
+
+    Example:
+        >>> lin = nn.Linear(2, 2)
+        >>> before = snapshot_state(lin)
+        >>> with torch.no_grad():
+        ...     _ = lin.bias.zero_()
+        >>> state_dict_diff(before, lin.state_dict(keep_vars=True))["values_changed"]
+        ['bias']
     """
     return {k: (v, tensor_version(v)) for k, v in model.state_dict(keep_vars=True).items()}
 

@@ -12,7 +12,7 @@ self-contained page: summary, the inline SVG, the table of changes; no network, 
 
 Example:
     >>> import relu_surgery as rs
-    >>> new, report = rs.erase(rs.create_model("cifar_resnet20"), proportion=0.5)
+    >>> new, report = rs.erase(rs.create_model("cifar_resnet20"), proportion=0.5, check=False)
     >>> path = draw_report(report, "/tmp/er20.svg")
     >>> "relu2" in path.read_text()
     True
@@ -38,12 +38,28 @@ MAX_PANELS = 6
 
 
 class DrawingError(SurgeryError):
-    """A graph drawing that cannot be made (unknown file suffix)."""
+    """A graph drawing that cannot be made (unknown file suffix).
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> _, report = rs.erase(rs.create_model("cifar_resnet20"), check=False)
+        >>> draw_report(report, "/tmp/er20.pdf")
+        Traceback (most recent call last):
+        ...
+        relu_surgery.report.drawing.DrawingError: --graph must name a .svg, .png or .html file, got 'er20.pdf'
+    """
 
 
 @dataclass
 class Pattern:
-    """Blocks that changed the same way; ``blocks`` are 1-based indices (0: outside every block)."""
+    """Blocks that changed the same way; ``blocks`` are 1-based indices (0: outside every block).
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> _, report = rs.erase(rs.create_model("cifar_resnet20"), proportion=1.0, check=False)
+        >>> [(p.blocks[:2], len(p.changes)) for p in change_patterns(report)]
+        [([1, 2], 7), ([4, 7], 2)]
+    """
 
     key: tuple
     blocks: list[int]
@@ -78,7 +94,7 @@ def change_patterns(report: Report) -> list[Pattern]:
 
     Example:
         >>> import relu_surgery as rs
-        >>> _, report = rs.erase(rs.create_model("cifar_resnet20"), proportion=1.0)
+        >>> _, report = rs.erase(rs.create_model("cifar_resnet20"), proportion=1.0, check=False)
         >>> [(p.blocks, p.key[0]) for p in change_patterns(report)]
         [([1, 2, 3, 5, 6, 8, 9], 'BasicBlock'), ([4, 7], 'BasicBlock')]
     """
@@ -149,7 +165,7 @@ def draw_report(report: Report, path) -> Path:
 
     Example:
         >>> import relu_surgery as rs
-        >>> _, report = rs.crelu(rs.create_model("cifar_resnet20"), blocks="1")
+        >>> _, report = rs.crelu(rs.create_model("cifar_resnet20"), blocks="1", check=False)
         >>> draw_report(report, "/tmp/crelu.html").suffix
         '.html'
     """

@@ -2,7 +2,7 @@
 
 Example:
     >>> import json, torchvision, relu_surgery as rs
-    >>> new, report = rs.erase(torchvision.models.resnet18(), proportion=0.5)
+    >>> new, report = rs.erase(torchvision.models.resnet18(), proportion=0.5, check=False)
     >>> [c.site for c in report.changes]
     ['layer1.0.relu_1', 'layer2.0.relu_1', 'layer3.0.relu_1', 'layer4.0.relu_1']
     >>> report.to_dict()["params_before"] == json.loads(report.to_json())["params_after"]
@@ -25,7 +25,13 @@ __all__ = ["StepReport", "Report"]
 
 @dataclass(frozen=True)
 class StepReport:
-    """One rewrite step: its settings, which blocks it chose and why, and every site it changed."""
+    """One rewrite step: its settings, which blocks it chose and why, and every site it changed.
+
+    Example:
+        >>> step = StepReport("erase", {"proportion": 1.0}, (1,), "all", (), norms_added=("conv1_norm",))
+        >>> step.norm_lines()
+        [('New norms, untrained (erase)', '1: conv1_norm')]
+    """
 
     rewrite: str
     settings: dict
@@ -74,6 +80,14 @@ class Report:
     ``targets`` are the kinds the rewrite aimed at. ``state_dict`` says which keys were added,
     removed or reshaped. ``forward_check`` records the eval-mode forward pass run after the rewrite
     (``{"skipped": ...}`` when none ran: a dry run or ``check=False``, which also leave MACs None).
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> _, report = rs.erase(rs.create_model("cifar_resnet20"), proportion=1.0, check=False)
+        >>> report.target_sites(), report.target_sites(after=True), report.selected[:3]
+        (19, 10, (1, 2, 3))
+        >>> print(str(report).splitlines()[0])
+        relu_surgery erase: cifar_resnet20
     """
 
     model: str

@@ -68,7 +68,14 @@ class _Nodes:
 
 @dataclass(frozen=True)
 class RemoveNode:
-    """Take ``node`` out: its users read its input (an erased activation, a removed norm)."""
+    """Take ``node`` out: its users read its input (an erased activation, a removed norm).
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))  # nodes: input_1, _0, _1, output
+        >>> _ = execute(gm, [RemoveNode("_1")])
+        >>> [n.name for n in gm.graph.nodes]
+        ['input_1', '_0', 'output']
+    """
 
     node: Ref
 
@@ -79,7 +86,14 @@ class RemoveNode:
 @dataclass(frozen=True)
 class SetModule:
     """Install ``module`` at ``path``, replacing the module there (a widened consumer, a NormProp conv,
-    a norm+act layer with a new activation). The graph does not change."""
+    a norm+act layer with a new activation). The graph does not change.
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))  # nodes: input_1, _0, _1, output
+        >>> _ = execute(gm, [SetModule("1", nn.GELU())])
+        >>> type(gm.get_submodule("1")).__name__
+        'GELU'
+    """
 
     path: str
     module: nn.Module
@@ -91,7 +105,13 @@ class SetModule:
 @dataclass(frozen=True)
 class ReplaceCall:
     """Make the activation call ``node`` a call of ``module``, installed at ``path``; ``label`` is
-    what the report lists as added."""
+    what the report lists as added.
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))  # nodes: input_1, _0, _1, output
+        >>> execute(gm, [ReplaceCall("_1", "1_gelu", nn.GELU(), "1 (1_gelu)")])
+        [(_1_gelu, '1 (1_gelu)')]
+    """
 
     node: Ref
     path: str
@@ -107,6 +127,12 @@ class InsertModule:
     """Call ``module`` (installed at ``path``) on ``anchor``'s output; the new node is named ``name``.
 
     ``users`` of ``anchor`` (all when None) read the new node; ``scope`` None: ``anchor``'s.
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))  # nodes: input_1, _0, _1, output
+        >>> made = execute(gm, [InsertModule("_1", "drop", nn.Dropout(), "drop")])
+        >>> [n.target for n in gm.graph.nodes][1:4]
+        ['0', '1', 'drop']
     """
 
     anchor: Ref
@@ -125,7 +151,15 @@ class InsertModule:
 @dataclass(frozen=True)
 class InsertCall:
     """Call function ``target`` (or method, ``op="call_method"``) on ``anchor``'s output, with
-    ``args`` / ``kwargs`` after the tensor; otherwise as :class:`InsertModule`."""
+    ``args`` / ``kwargs`` after the tensor; otherwise as :class:`InsertModule`.
+
+    Example:
+        >>> import torch
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Linear(2, 2)))
+        >>> made = execute(gm, [InsertCall("_0", "call_function", torch.relu, (), {}, "act")])
+        >>> [n.name for n in gm.graph.nodes]
+        ['input_1', '_0', 'act', 'output']
+    """
 
     anchor: Ref
     op: str
@@ -144,7 +178,14 @@ class InsertCall:
 
 @dataclass(frozen=True)
 class Redirect:
-    """Every user of ``node`` except ``keep`` reads ``to`` instead."""
+    """Every user of ``node`` except ``keep`` reads ``to`` instead.
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))  # nodes: input_1, _0, _1, output
+        >>> _ = execute(gm, [Redirect("_1", "_0")])  # the output reads the Linear; the ReLU has no user
+        >>> [u.name for u in gm.graph.find_nodes(op="call_module", target="0")[0].users]
+        ['_1', 'output']
+    """
 
     node: Ref
     to: Ref
@@ -156,7 +197,14 @@ class Redirect:
 
 @dataclass(frozen=True)
 class ReplaceInput:
-    """``user`` reads ``new`` where it read ``old``."""
+    """``user`` reads ``new`` where it read ``old``.
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))  # nodes: input_1, _0, _1, output
+        >>> _ = execute(gm, [ReplaceInput("output", "_1", "_0")])
+        >>> list(gm.graph.nodes)[-1].args
+        (_0,)
+    """
 
     user: Ref
     old: Ref
@@ -168,7 +216,14 @@ class ReplaceInput:
 
 @dataclass(frozen=True)
 class MoveAfter:
-    """Move ``nodes`` (in order) to right after ``anchor`` in the node list (the order of the code)."""
+    """Move ``nodes`` (in order) to right after ``anchor`` in the node list (the order of the code).
+
+    Example:
+        >>> gm = fx.symbolic_trace(lambda x: (x.relu(), x.sigmoid()))
+        >>> _ = execute(gm, [MoveAfter("x", ("sigmoid",))])
+        >>> [n.name for n in gm.graph.nodes]
+        ['x', 'sigmoid', 'relu', 'output']
+    """
 
     anchor: Ref
     nodes: tuple[Ref, ...]
@@ -179,7 +234,14 @@ class MoveAfter:
 
 @dataclass(frozen=True)
 class Relocate:
-    """Move one-input ``node`` to right after ``after`` (a norm after the addition, ...)."""
+    """Move one-input ``node`` to right after ``after`` (a norm after the addition, ...).
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2), nn.ReLU()))
+        >>> _ = execute(gm, [Relocate("_1", "_2")])  # the norm now follows the ReLU
+        >>> [n.target for n in gm.graph.nodes][1:4]
+        ['0', '2', '1']
+    """
 
     node: Ref
     after: Ref
@@ -191,7 +253,14 @@ class Relocate:
 @dataclass(frozen=True)
 class Rehome:
     """``node`` calls its module at ``path`` (``module``: a copy installed there; None: the same
-    object moves) and takes ``path`` as its name and ``scope`` as its scope."""
+    object moves) and takes ``path`` as its name and ``scope`` as its scope.
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))  # nodes: input_1, _0, _1, output
+        >>> _ = execute(gm, [Rehome("_0", "fc", ((), ()))])
+        >>> [n for n, _ in gm.named_children()], list(gm.graph.nodes)[1].name
+        (['1', 'fc'], 'fc')
+    """
 
     node: Ref
     path: str
@@ -210,6 +279,11 @@ def execute(gm: fx.GraphModule, actions) -> list[tuple[fx.Node, str]]:
     """Run ``actions`` on ``gm`` in order; returns each inserted node with its report label.
 
     The label is the action's ``label``, else the node's qualified name. See the module example.
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))  # nodes: input_1, _0, _1, output
+        >>> execute(gm, [RemoveNode("_1")])
+        []
     """
     nodes = _Nodes(gm)
     made = []

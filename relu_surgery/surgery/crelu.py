@@ -18,7 +18,7 @@ default init for its new shape, as when training a CReLU network from scratch).
 
 Example:
     >>> import torch, torchvision
-    >>> new, report = crelu(torchvision.models.resnet18(), example_input=torch.randn(1, 3, 64, 64))
+    >>> new, report = crelu(torchvision.models.resnet18(), example_input=torch.randn(1, 3, 64, 64), check=False)
     >>> [c.site for c in report.changes][:2], report.state_dict["reshaped"][0]
     (['layer1.0.relu', 'layer1.1.relu'], 'layer1.0.conv2.weight: (64, 64, 3, 3) -> (64, 128, 3, 3)')
 """
@@ -270,7 +270,8 @@ def crelu(model: nn.Module, proportion: float = 1.0, location="inner", blocks=No
 
     Example:
         >>> import torch, torchvision
-        >>> new, report = crelu(torchvision.models.resnet50(), blocks="1", example_input=torch.randn(1, 3, 64, 64))
+        >>> new, report = crelu(torchvision.models.resnet50(), blocks="1", example_input=torch.randn(1, 3, 64, 64),
+        ...                    check=False)
         >>> [c.site for c in report.changes]
         ['layer1.0.relu', 'layer1.0.relu_1']
         >>> report.params_after - report.params_before  # conv2: 64*64*3*3, conv3: 256*64

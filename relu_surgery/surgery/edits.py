@@ -127,8 +127,9 @@ def site_path(gm: fx.GraphModule, node: fx.Node, suffix: str, counts: dict[str, 
     own path; a call of a shared module or a function call gets a free path ``<site>_<suffix>``.
 
     Example:
+        >>> from relu_surgery.graph.tracing import trace
         >>> relu = nn.ReLU()
-        >>> gm = fx.symbolic_trace(nn.Sequential(relu, relu))
+        >>> gm = trace(nn.Sequential(relu, relu)).graph_module  # qualified names: 0, 0_1
         >>> second = list(gm.graph.nodes)[2]
         >>> site_path(gm, second, "prelu", call_counts(gm), set())
         '0_1_prelu'
@@ -215,6 +216,12 @@ def replace_call(gm: fx.GraphModule, node: fx.Node, path: str, module: nn.Module
 
     Returns the new node (it keeps the old one's qualified name); the old one is erased. See the
     module example.
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.ReLU()))
+        >>> new = replace_call(gm, list(gm.graph.nodes)[1], "0_gelu", nn.GELU())
+        >>> new.target, new.meta["rs_name"] if "rs_name" in new.meta else qualified(new)
+        ('0_gelu', '_0')
     """
     source = activation_input(node)
     gm.add_submodule(path, module)
@@ -234,7 +241,7 @@ def redirect(node: fx.Node, to: fx.Node, keep=()) -> None:
         >>> x, lin, relu, out = gm.graph.nodes
         >>> redirect(relu, lin)
         >>> out.args
-        (linear,)
+        (_0,)
     """
     keep = set(keep)
     node.replace_all_uses_with(to, delete_user_cb=lambda user: user not in keep)
@@ -352,7 +359,7 @@ def out_of_place(op: str, target):
     """The out-of-place form of a function or method activation (``F.relu_`` -> ``F.relu``, ``relu_`` -> ``relu``).
 
     Example:
-        >>> out_of_place("call_method", "relu_"), out_of_place("call_function", F.relu_) is F.relu
+        >>> out_of_place("call_method", "relu_"), out_of_place("call_function", torch.relu_) is torch.relu
         ('relu', True)
     """
     if op == "call_method":

@@ -8,7 +8,7 @@ activation goes; the state dict keeps every key and value.
 
 Example:
     >>> import torchvision
-    >>> new, report = erase(torchvision.models.resnet18(), proportion=0.5, location="last")
+    >>> new, report = erase(torchvision.models.resnet18(), proportion=0.5, location="last", check=False)
     >>> report.target_sites(), report.target_sites(after=True)
     (17, 13)
 """
@@ -157,7 +157,7 @@ def erase(model: nn.Module, proportion: float = 1.0, location="last", blocks=Non
 
     Example:
         >>> import torch, torchvision
-        >>> new, report = erase(torchvision.models.resnet18(), proportion=1.0)
+        >>> new, report = erase(torchvision.models.resnet18(), proportion=1.0, check=False)
         >>> len(report.changes), report.state_dict["unchanged"]
         (8, True)
     """

@@ -23,7 +23,7 @@ suggested initial value), beta = 0 and the conv's own weights.
 
 Example:
     >>> import torch, torchvision
-    >>> new, report = normprop(torchvision.models.resnet18(), variant="normprop2")
+    >>> new, report = normprop(torchvision.models.resnet18(), variant="normprop2", check=False)
     >>> len(report.changes), report.state_dict["added"][:2]
     (17, ['conv1.beta', 'conv1.gamma'])
 """
@@ -284,7 +284,7 @@ def normprop(model: nn.Module, variant: str = "normprop2", bias: bool = True, *,
 
     Example:
         >>> import torch, torchvision
-        >>> new, report = normprop(torchvision.models.resnet50(), variant="normprop3")
+        >>> new, report = normprop(torchvision.models.resnet50(), variant="normprop3", check=False)
         >>> len(report.changes), report.warnings[1].split(':')[0]
         (50, 'layer2.0.downsample.1')
         >>> "layer1.0.conv1.gamma" in dict(new.named_parameters())

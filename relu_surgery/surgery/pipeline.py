@@ -100,6 +100,14 @@ def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spe
     to the private copy so the next can be planned), the report shows the plans and ``new_model``
     is None. ``check=False`` skips the two eval-mode forward passes (before and after) that count
     MACs and check the output's shape and finiteness; the report then says they were not run.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> from relu_surgery.surgery.swap import swap_step
+        >>> from relu_surgery.surgery.erase import erase_step
+        >>> new, report = run_rewrite(rs.create_model("cifar_resnet20"), [erase_step(), swap_step("gelu")], check=False)
+        >>> [s.rewrite for s in report.steps], report.sites_after
+        (['erase', 'swap'], {'relu': 1, 'gelu': 9})
     """
     with paused_gc():  # tens of thousands of short-lived graph objects: no collection mid-way
         return _run(model, steps, example_input, spec, dry_run, prelude, check)

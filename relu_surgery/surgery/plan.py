@@ -30,6 +30,14 @@ class Plan:
     norm layers a structural rewrite adds (untrained), moves (from path, to path, where) or removes.
     ``added_in_graph_order``: the report lists inserted nodes in graph order (the conversions,
     which edit the last block first), else in the order of the actions.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> from relu_surgery.surgery.erase import erase_step
+        >>> plan = erase_step(proportion=0.5).plan(analyze(rs.create_model("cifar_resnet20")))
+        >>> plan.selected, plan.actions[0], plan.changes[0].after
+        ((1, 3, 5, 7, 9), RemoveNode(node='layer1_0_relu2'), 'Identity (erased)')
     """
 
     rewrite: str

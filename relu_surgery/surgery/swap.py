@@ -14,7 +14,7 @@ layer only its ``act`` changes.
 
 Example:
     >>> import torchvision
-    >>> new, report = swap(torchvision.models.resnet18(), to="prelu", location="last")
+    >>> new, report = swap(torchvision.models.resnet18(), to="prelu", location="last", check=False)
     >>> [c.after for c in report.changes][:1], report.params_after - report.params_before
     (['nn.PReLU(64, init=0.25)'], 1920)
 """
@@ -169,7 +169,8 @@ def swap(model: nn.Module, to: str = "prelu", location="all", proportion: float 
 
     Example:
         >>> import torchvision
-        >>> new, report = swap(torchvision.models.resnet18(), to="gelu", location="all", outside_blocks=True)
+        >>> new, report = swap(torchvision.models.resnet18(), to="gelu", location="all", outside_blocks=True,
+        ...                    check=False)
         >>> report.sites_after
         {'gelu': 17}
     """

@@ -3,12 +3,14 @@
 The public names load lazily, so ``relu-surgery --help`` does not import torch through this package.
 
 Example:
+    >>> import tempfile
     >>> import relu_surgery.train as rt
+    >>> from relu_surgery.data.synthetic import fake_idx_dataset
     >>> from relu_surgery.train.tiny import tiny_cnn
-    >>> cfg = rt.TrainConfig(dataset="fashion-mnist", data_dir="data/fashion-mnist", epochs=1,
-    ...                      batch_size=64, limit_train=1024, limit_test=256)
-    >>> result = rt.run_training(tiny_cnn(in_chans=1), cfg, "runs/demo")  # doctest: +SKIP
-    >>> sorted(result.final)[:3]                                         # doctest: +SKIP
+    >>> cfg = rt.TrainConfig(dataset="fashion-mnist", data_dir=str(fake_idx_dataset(tempfile.mkdtemp())), epochs=1,
+    ...                      batch_size=32, progress=False)
+    >>> result = rt.run_training(tiny_cnn(in_chans=1), cfg, tempfile.mkdtemp() + "/demo")
+    >>> sorted(result.final)[:3]
     ['epoch', 'epoch_seconds', 'eval_seconds']
 """
 

@@ -35,7 +35,15 @@ FORMAT = "relu_surgery.train/1"
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)``, fsync the file and rename it onto ``path`` (same directory)."""
+    """Call ``write(tmp_path)``, fsync the file and rename it onto ``path`` (same directory).
+
+    Example:
+        >>> import tempfile
+        >>> path = tempfile.mkdtemp() + "/notes.txt"
+        >>> atomic_write(path, lambda tmp: tmp.write_text("done"))
+        >>> open(path).read()
+        'done'
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -58,22 +66,53 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save(obj)`` to ``path`` atomically."""
+    """``torch.save(obj)`` to ``path`` atomically.
+
+    Example:
+        >>> import tempfile
+        >>> path = tempfile.mkdtemp() + "/state.pt"
+        >>> atomic_save({"step": torch.tensor(3)}, path)
+        >>> load_checkpoint(path)["step"].item()
+        3
+    """
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def atomic_write_text(text: str, path: str | Path) -> None:
-    """Write ``text`` to ``path`` atomically (UTF-8)."""
+    """Write ``text`` to ``path`` atomically (UTF-8).
+
+    Example:
+        >>> import tempfile
+        >>> path = tempfile.mkdtemp() + "/a.txt"
+        >>> atomic_write_text("hello", path)
+        >>> open(path).read()
+        'hello'
+    """
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def atomic_write_json(obj: Any, path: str | Path) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    """Write ``obj`` as indented JSON to ``path`` atomically.
+
+    Example:
+        >>> import tempfile
+        >>> path = tempfile.mkdtemp() + "/a.json"
+        >>> atomic_write_json({"epoch": 1}, path)
+        >>> json.loads(open(path).read())
+        {'epoch': 1}
+    """
     atomic_write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", path)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint written by the runner (weights only, never arbitrary objects)."""
+    """Load a checkpoint written by the runner (weights only, never arbitrary objects).
+
+    Example:
+        >>> load_checkpoint("/nowhere/checkpoint.pt")
+        Traceback (most recent call last):
+        ...
+        relu_surgery.train.errors.CheckpointError: no checkpoint at /nowhere/checkpoint.pt
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
@@ -87,7 +126,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def capture_rng(extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """This process's RNG states as plain tensors/lists (``weights_only``-loadable)."""
+    """This process's RNG states as plain tensors/lists (``weights_only``-loadable).
+
+    Example:
+        >>> state = capture_rng({"epoch": 2})
+        >>> sorted(state)[:3], state["epoch"]
+        (['epoch', 'numpy', 'python'], 2)
+    """
     import numpy as np
 
     version, mt, gauss = random.getstate()
@@ -105,7 +150,15 @@ def capture_rng(extra: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def restore_rng(state: dict[str, Any]) -> None:
-    """Restore what :func:`capture_rng` captured (CUDA states only where CUDA is in use)."""
+    """Restore what :func:`capture_rng` captured (CUDA states only where CUDA is in use).
+
+    Example:
+        >>> state = capture_rng()
+        >>> first = torch.rand(1)
+        >>> restore_rng(state)
+        >>> torch.equal(torch.rand(1), first)
+        True
+    """
     import numpy as np
 
     torch.set_rng_state(state["torch"])

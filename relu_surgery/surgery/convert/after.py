@@ -34,7 +34,15 @@ _ROOT = ((), ())
 
 
 def plan_after(analysis: Analysis) -> Plan:
-    """Plan the conversion of every pre-activation block (raises when there is none); see the module example."""
+    """Plan the conversion of every pre-activation block (raises when there is none); see the module example.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> plan = plan_after(analyze(rs.create_model("wrn_52_1")))
+        >>> plan.norms_removed[-1], type(plan.actions[0]).__name__
+        ('bn_final', 'RemoveNode')
+    """
     gm, blocks = analysis.graph_module, analysis.blocks
     units, warnings = find_units(analysis, preact_unit, "a pre-activation block", "pre-activation blocks")
     book = PlanBook(analysis)

@@ -40,7 +40,15 @@ __all__ = ["PreActUnit", "PostActUnit", "Chain", "preact_unit", "postact_unit", 
 
 @dataclass(frozen=True)
 class PreActUnit:
-    """A pre-activation block: ``norm``/``act`` lead the residual branch (``norm`` None: composite)."""
+    """A pre-activation block: ``norm``/``act`` lead the residual branch (``norm`` None: composite).
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(rs.create_model("preact_resnet110"))
+        >>> preact_unit(a.graph_module, a.blocks[0]).add
+        'add'
+    """
 
     block: int
     name: str
@@ -54,7 +62,16 @@ class PreActUnit:
 
 @dataclass(frozen=True)
 class PostActUnit:
-    """An after-activation block: ``act`` follows ``add``; ``last_norm`` follows ``last_weight``."""
+    """An after-activation block: ``act`` follows ``add``; ``last_norm`` follows ``last_weight``.
+
+    Example:
+        >>> import torchvision
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(torchvision.models.resnet18())
+        >>> unit = postact_unit(a.graph_module, a.blocks[0])
+        >>> unit.act, unit.last_norm, unit.proj_weight
+        ('layer1_0_relu_1', 'layer1_0_bn2', None)
+    """
 
     block: int
     name: str
@@ -69,7 +86,15 @@ class PostActUnit:
 
 @dataclass(frozen=True)
 class Chain:
-    """A norm -> act run (``norm`` None when ``act`` is a composite leaf) next to ``anchor``."""
+    """A norm -> act run (``norm`` None when ``act`` is a composite leaf) next to ``anchor``.
+
+    Example:
+        >>> import torchvision
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(torchvision.models.resnet18())
+        >>> stem_chain(a.graph_module, a.graph_module.graph.find_nodes(op="call_module", target="maxpool")[0], a.blocks)
+        Chain(anchor='conv1', norm='bn1', act='relu')
+    """
 
     anchor: str
     norm: str | None
@@ -89,6 +114,14 @@ def walk_back(node: fx.Node, gm: fx.GraphModule, stop=()) -> fx.Node:
     """Follow single-input transparent ops (pool, dropout, identity, pad, ...) backwards.
 
     The walk ends at a node of ``stop`` (a block input that is itself a pool, say).
+
+    Example:
+        >>> import torchvision
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(torchvision.models.resnet18())
+        >>> pool = next(n for n in a.graph_module.graph.nodes if n.name == "maxpool")
+        >>> walk_back(pool, a.graph_module).name  # through the pool to the stem's ReLU
+        'relu'
     """
     while node not in stop and _role(node, gm) == "transparent":
         ins = [a for a in node.all_input_nodes if a.op != "get_attr"]
@@ -142,13 +175,31 @@ def _module_attr(gm: fx.GraphModule, node: fx.Node, *attrs):
 
 
 def out_channels(gm: fx.GraphModule, node: fx.Node) -> int | None:
-    """Output channels of a weight or norm node (module attributes, else recorded shapes)."""
+    """Output channels of a weight or norm node (module attributes, else recorded shapes).
+
+    Example:
+        >>> import torchvision
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(torchvision.models.resnet18())
+        >>> out_channels(a.graph_module, next(n for n in a.graph_module.graph.nodes if n.name == "layer2_0_conv1"))
+        128
+    """
     found = _module_attr(gm, node, "out_channels", "out_features", "num_features", "num_channels")
     return found if found is not None else node_channels(node)
 
 
 def in_channels(gm: fx.GraphModule, x: fx.Node, inside: set) -> int | None:
-    """Channels of block input ``x``: the ``in_channels`` of a weight layer it feeds, else its shape."""
+    """Channels of block input ``x``: the ``in_channels`` of a weight layer it feeds, else its shape.
+
+    Example:
+        >>> import torchvision
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(torchvision.models.resnet18())
+        >>> unit = postact_unit(a.graph_module, a.blocks[2])
+        >>> region = [n for n in a.graph_module.graph.nodes if "layer2.0" in n.meta.get("rs_scope", ())]
+        >>> in_channels(a.graph_module, next(n for n in a.graph_module.graph.nodes if n.name == unit.input), set(region))
+        64
+    """
     stack, seen = list(x.users), set()
     while stack:
         node = stack.pop(0)
@@ -283,6 +334,14 @@ def stem_chain(gm: fx.GraphModule, x: fx.Node, blocks, need_norm: bool = True) -
 
     ``anchor`` is the weight node the norm follows (the stem conv). With ``need_norm`` False only
     the activation is required.
+
+    Example:
+        >>> import torchvision
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(torchvision.models.resnet18())
+        >>> x = next(n for n in a.graph_module.graph.nodes if n.name == "maxpool")
+        >>> stem_chain(a.graph_module, x, a.blocks).act
+        'relu'
     """
     act, regions = walk_back(x, gm), BlockRegions(gm, blocks)
     if _role(act, gm) != "activation" or not regions.outside(act) or not act.all_input_nodes:
@@ -297,7 +356,16 @@ def stem_chain(gm: fx.GraphModule, x: fx.Node, blocks, need_norm: bool = True) -
 
 
 def final_chain(gm: fx.GraphModule, add: fx.Node, blocks) -> Chain | None:
-    """The norm -> act between the last block's addition and the head (seed 003's extra activation)."""
+    """The norm -> act between the last block's addition and the head (seed 003's extra activation).
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(rs.create_model("preact_resnet110"))
+        >>> unit = preact_unit(a.graph_module, a.blocks[-1])
+        >>> final_chain(a.graph_module, next(n for n in a.graph_module.graph.nodes if n.name == unit.add), a.blocks)
+        Chain(anchor='add_53', norm='bn_final', act='relu_final')
+    """
     first, regions = _walk_forward(add, gm), BlockRegions(gm, blocks)
     if first is None or not regions.outside(first):
         return None
@@ -311,7 +379,17 @@ def final_chain(gm: fx.GraphModule, add: fx.Node, blocks) -> Chain | None:
 
 
 def identity_readers(gm: fx.GraphModule, x: fx.Node, add: fx.Node) -> set:
-    """The nodes that read ``x`` on an identity (weight-free) shortcut into ``add``."""
+    """The nodes that read ``x`` on an identity (weight-free) shortcut into ``add``.
+
+    Example:
+        >>> import torchvision
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(torchvision.models.resnet18())
+        >>> unit = postact_unit(a.graph_module, a.blocks[0])
+        >>> nodes = {n.name: n for n in a.graph_module.graph.nodes}
+        >>> [n.name for n in identity_readers(a.graph_module, nodes[unit.input], nodes[unit.add])]
+        ['add']
+    """
     out = set()
     for operand in [a for a in add.args[:2] if isinstance(a, fx.Node)]:
         reader, node = add, operand
@@ -323,7 +401,15 @@ def identity_readers(gm: fx.GraphModule, x: fx.Node, add: fx.Node) -> set:
 
 
 def stem_anchor(gm: fx.GraphModule, x: fx.Node, blocks) -> fx.Node:
-    """The stem weight layer before block input ``x`` (through pools), else ``x`` itself."""
+    """The stem weight layer before block input ``x`` (through pools), else ``x`` itself.
+
+    Example:
+        >>> import torchvision
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(torchvision.models.resnet18())
+        >>> stem_anchor(a.graph_module, next(n for n in a.graph_module.graph.nodes if n.name == "maxpool"), a.blocks).name
+        'maxpool'
+    """
     found = walk_back(x, gm)
     if _role(found, gm) == "weight" and BlockRegions(gm, blocks).outside(found):
         return found

@@ -25,7 +25,7 @@ state-dict keys change); a moved activation is a non-inplace copy. A timm compos
 
 Example:
     >>> import relu_surgery as rs
-    >>> new, report = to_after_activation(rs.create_model("wrn_52_1"))
+    >>> new, report = to_after_activation(rs.create_model("wrn_52_1"), check=False)
     >>> report.norms_added[:2], len(report.norms_added)
     (('layer1.0.conv2_norm', 'layer1.1.conv2_norm'), 26)
 """
@@ -116,7 +116,7 @@ def convert(model: nn.Module, to: str = "after-activation", *, example_input=Non
 
     Example:
         >>> import torchvision
-        >>> new, report = convert(torchvision.models.resnet18(), "pre-activation")
+        >>> new, report = convert(torchvision.models.resnet18(), "pre-activation", check=False)
         >>> report.norms_added[-1], [c.site for c in report.changes][:2]
         ('final_norm', ['bn1', 'relu'])
     """
@@ -132,7 +132,7 @@ def to_after_activation(model: nn.Module, **options) -> tuple[nn.Module | None, 
     Example:
         >>> import timm, torch
         >>> new, report = to_after_activation(timm.create_model("resnetv2_50"),
-        ...                                   example_input=torch.randn(1, 3, 64, 64))
+        ...                                   example_input=torch.randn(1, 3, 64, 64), check=False)
         >>> report.steps[0].norms_moved[0][:2]
         ('stages.0.blocks.0.norm1', 'stem.conv_norm')
     """
@@ -144,7 +144,7 @@ def to_pre_activation(model: nn.Module, **options) -> tuple[nn.Module | None, Re
 
     Example:
         >>> import relu_surgery as rs
-        >>> new, report = to_pre_activation(rs.create_model("cifar_resnet20"))
+        >>> new, report = to_pre_activation(rs.create_model("cifar_resnet20"), check=False)
         >>> report.steps[0].norms_moved
         (('stem.bn', 'layer1.0.pre_norm', 'leading layer1.0, before the split into two paths'),)
     """

@@ -58,7 +58,16 @@ def is_composite(gm: fx.GraphModule, node: fx.Node) -> bool:
 
 
 class PlanBook:
-    """Collects a plan's changes, new module paths, channel counts, norm lists and actions."""
+    """Collects a plan's changes, new module paths, channel counts, norm lists and actions.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> book = PlanBook(analyze(rs.create_model("cifar_resnet20")))
+        >>> book.drop(1, "layer1_0_relu2", "after the addition")
+        >>> book.changes[0].after, book.nodes_removed
+        ('removed', ['layer1.0.relu2'])
+    """
 
     def __init__(self, analysis: Analysis):
         self.analysis, self.gm, self.taken = analysis, analysis.graph_module, set()

@@ -40,6 +40,12 @@ def plan_pre(analysis: Analysis) -> Plan:
     """Plan the full pre-activation conversion (seed 003 Fig. 4e) of every after-activation block.
 
     See the module example.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> plan_pre(analyze(rs.create_model("cifar_resnet20"))).norms_added[-1]
+        'final_norm'
     """
     return _plan(analysis, with_norm=True)
 

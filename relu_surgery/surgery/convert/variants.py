@@ -48,6 +48,13 @@ def plan_bn_after_add(analysis: Analysis) -> Plan:
     """Plan Fig. 4b: every after-activation block's last norm moves to after the addition.
 
     See the module example.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> plan = plan_bn_after_add(analyze(rs.create_model("cifar_resnet20")))
+        >>> len(plan.actions), plan.actions[0]
+        (9, Relocate(node='layer1_0_bn2', after='add'))
     """
     units, warnings = _units(analysis, need_norm=True)
     book = PlanBook(analysis)
