@@ -5,10 +5,8 @@ The public names load lazily, so ``relu-surgery --help`` does not import torch t
 Example:
     >>> import tempfile
     >>> import relu_surgery.train as rt
-    >>> from relu_surgery.data.synthetic import fake_idx_dataset
-    >>> from relu_surgery.train.tiny import tiny_cnn
-    >>> cfg = rt.TrainConfig(dataset="fashion-mnist", data_dir=str(fake_idx_dataset(tempfile.mkdtemp())), epochs=1,
-    ...                      batch_size=32, progress=False)
+    >>> from relu_surgery.train.tiny import smoke_config, tiny_cnn
+    >>> cfg = smoke_config()  # a fake Fashion-MNIST on disk; use TrainConfig(dataset=..., data_dir=...) for real data
     >>> result = rt.run_training(tiny_cnn(in_chans=1), cfg, tempfile.mkdtemp() + "/demo")
     >>> sorted(result.final)[:3]
     ['epoch', 'epoch_seconds', 'eval_seconds']

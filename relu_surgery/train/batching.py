@@ -25,14 +25,11 @@ class BatchSource(Protocol):
     """What the training loop needs from a dataset.
 
     Example:
-        >>> import tempfile
-        >>> from relu_surgery.data.synthetic import fake_idx_dataset
-        >>> from relu_surgery.train.ddp import init_distributed
         >>> from relu_surgery.train.sources import make_source
-        >>> cfg = TrainConfig(dataset="mnist", data_dir=str(fake_idx_dataset(tempfile.mkdtemp())), batch_size=16)
-        >>> source: BatchSource = make_source(cfg, init_distributed("cpu"))
+        >>> from relu_surgery.train.tiny import smoke_config
+        >>> source: BatchSource = make_source(smoke_config("mnist", batch_size=16), DistEnv(0, 1, 0, torch.device("cpu")))
         >>> source.num_classes, source.steps_per_epoch, source.num_test
-        (10, 4, 16)
+        (10, 4, 32)
     """
 
     name: str

@@ -216,12 +216,10 @@ def run_compare(make_original: ModelFactory, make_rewritten: ModelFactory, confi
 
     Example:
         >>> import tempfile, relu_surgery as rs
-        >>> from relu_surgery.data.synthetic import fake_idx_dataset
-        >>> from relu_surgery.train.tiny import tiny_cnn
-        >>> cfg = TrainConfig(dataset="fashion-mnist", data_dir=str(fake_idx_dataset(tempfile.mkdtemp())), epochs=1,
-        ...                   batch_size=32, progress=False)
-        >>> build = lambda seed: tiny_cnn(in_chans=1, width=4)
-        >>> result = run_compare(build, lambda s: rs.swap(build(s), to="gelu", check=False)[0], cfg, tempfile.mkdtemp(), seeds=(0,))
+        >>> from relu_surgery.train.tiny import smoke_config, tiny_cnn
+        >>> cfg, build = smoke_config(), lambda seed: tiny_cnn(in_chans=1, width=4)
+        >>> rewrite = lambda seed: rs.swap(build(seed), to="gelu", check=False)[0]
+        >>> result = run_compare(build, rewrite, cfg, tempfile.mkdtemp(), seeds=(0,))
         >>> [r[0] for r in result.rows()], result.to_markdown().splitlines()[0]
         (['original', 'rewritten'], '| model | params | error (%) | Δ error | per seed | time/run |')
     """
@@ -247,13 +245,9 @@ def run_sweep(make_original: ModelFactory | None, make_point: Callable[[dict, in
 
     Example:
         >>> import tempfile, relu_surgery as rs
-        >>> from relu_surgery.data.synthetic import fake_idx_dataset
-        >>> from relu_surgery.train.tiny import tiny_cnn
-        >>> cfg = TrainConfig(dataset="fashion-mnist", data_dir=str(fake_idx_dataset(tempfile.mkdtemp())), epochs=1,
-        ...                   batch_size=32, progress=False)
-        >>> build = lambda seed: tiny_cnn(in_chans=1, width=4)
-        >>> points = parse_sweep(["to=gelu,silu"])
-        >>> result = run_sweep(None, lambda p, s: rs.swap(build(s), **p, check=False)[0], points, cfg, tempfile.mkdtemp())
+        >>> from relu_surgery.train.tiny import smoke_config, tiny_mlp
+        >>> make = lambda p, seed: rs.swap(tiny_mlp(hidden=8), **p, check=False)[0]
+        >>> result = run_sweep(None, make, parse_sweep(["to=gelu,silu"]), smoke_config("mnist"), tempfile.mkdtemp())
         >>> [p.label for p in result.points], result.plot.endswith("sweep.png")
         (['to=gelu', 'to=silu'], True)
     """

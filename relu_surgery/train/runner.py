@@ -15,10 +15,8 @@ global step N (``N:TERM`` sends SIGTERM instead, taking the graceful path).
 Example:
     >>> import tempfile
     >>> import relu_surgery.train as rt
-    >>> from relu_surgery.data.synthetic import fake_idx_dataset
-    >>> from relu_surgery.train.tiny import tiny_cnn
-    >>> cfg = rt.TrainConfig(dataset="fashion-mnist", data_dir=str(fake_idx_dataset(tempfile.mkdtemp())), epochs=2,
-    ...                      batch_size=32, lr=0.05, progress=False)
+    >>> from relu_surgery.train.tiny import smoke_config, tiny_cnn
+    >>> cfg = smoke_config(epochs=2, lr=0.05)
     >>> result = rt.run_training(tiny_cnn(num_classes=10, in_chans=1), cfg, tempfile.mkdtemp() + "/demo")
     >>> [row["epoch"] for row in result.history], sorted(p.name for p in result.run_dir.iterdir())[:3]
     ([1, 2], ['checkpoint.pt', 'config.json', 'curves.png'])
@@ -351,11 +349,8 @@ def run_training(model: nn.Module, config: TrainConfig, run_dir: str | Path, *, 
     Example (the paper's CIFAR recipe is ``TrainConfig(dataset="cifar10", data_dir="~/data",
     epochs=164, warmup_iters=400)``; here a tiny synthetic dataset):
         >>> import tempfile
-        >>> from relu_surgery.data.synthetic import fake_idx_dataset
-        >>> from relu_surgery.train.tiny import tiny_mlp
-        >>> cfg = TrainConfig(dataset="mnist", data_dir=str(fake_idx_dataset(tempfile.mkdtemp())), epochs=1,
-        ...                   batch_size=16, progress=False)
-        >>> run = run_training(tiny_mlp(), cfg, tempfile.mkdtemp() + "/mlp")
+        >>> from relu_surgery.train.tiny import smoke_config, tiny_mlp
+        >>> run = run_training(tiny_mlp(), smoke_config("mnist", batch_size=16), tempfile.mkdtemp() + "/mlp")
         >>> run.final["epoch"], 0 <= run.final["test_top1_err"] <= 100
         (1, True)
     """

@@ -8,12 +8,9 @@ incomplete last batch is dropped) and hand rank ``r`` of ``W`` the slice
 shards whose sums the loop adds up across ranks.
 
 Example:
-    >>> import tempfile
-    >>> from relu_surgery.data.synthetic import fake_idx_dataset
-    >>> from relu_surgery.train.config import TrainConfig
     >>> from relu_surgery.train.ddp import init_distributed
-    >>> cfg = TrainConfig(dataset="fashion-mnist", data_dir=str(fake_idx_dataset(tempfile.mkdtemp())), batch_size=32)
-    >>> source = make_source(cfg, init_distributed("cpu"))
+    >>> from relu_surgery.train.tiny import smoke_config
+    >>> source = make_source(smoke_config(), init_distributed("cpu"))
     >>> x, y = next(iter(source.train_batches(epoch=0, start_step=0)))
     >>> x.shape, source.steps_per_epoch
     (torch.Size([32, 1, 28, 28]), 2)
