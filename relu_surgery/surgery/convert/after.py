@@ -25,7 +25,8 @@ from ..actions import InsertModule, MoveAfter, Redirect, Rehome, RemoveNode, Rep
 from ..builders import describe, fresh_norm, moved_copy
 from ..edits import layer_path, parent_scope
 from ..plan import Plan
-from .anatomy import Chain, PreActUnit, final_chain, out_channels, preact_unit, stem_anchor
+from .anatomy import PreActUnit, out_channels, preact_unit
+from .chains import Chain, final_chain, stem_anchor
 from .planning import PlanBook, find_units, is_composite, module_of
 
 __all__ = ["plan_after"]

@@ -9,8 +9,7 @@ small frozen record of node names, or None when the block does not have that sha
   (timm ``BatchNormAct2d``) is the norm and the act at once.
 * :class:`PostActUnit` — ``x -> conv -> norm -> act ... conv -> norm -> add(shortcut) -> act``
   (torchvision / timm ``BasicBlock`` / ``Bottleneck``, the zoo's ``cifar_resnet*``).
-* :class:`Chain` — a norm+act run outside every block: the stem's (after the stem conv) or the
-  final one before the head.
+(:mod:`.chains` finds the norm+act runs outside every block: the stem's and the final one.)
 
 Example:
     >>> import relu_surgery as rs
@@ -33,9 +32,8 @@ from ...graph.records import Block
 from ..edits import node_channels
 from ..regions import BlockRegions
 
-__all__ = ["PreActUnit", "PostActUnit", "Chain", "preact_unit", "postact_unit", "any_preactivation", "stem_chain",
-           "final_chain", "walk_back", "out_channels",
-           "in_channels", "identity_readers", "stem_anchor"]
+__all__ = ["PreActUnit", "PostActUnit", "preact_unit", "postact_unit", "any_preactivation", "walk_back",
+           "out_channels", "in_channels", "identity_readers", "is_composite_node", "node_role"]
 
 
 @dataclass(frozen=True)
@@ -84,28 +82,27 @@ class PostActUnit:
     proj_norm: str | None
 
 
-@dataclass(frozen=True)
-class Chain:
-    """A norm -> act run (``norm`` None when ``act`` is a composite leaf) next to ``anchor``.
+def node_role(node: fx.Node, gm: fx.GraphModule) -> str:
+    """:func:`~relu_surgery.graph.ops.op_role` with the node first.
 
     Example:
-        >>> import torchvision
-        >>> from relu_surgery.graph.analysis import analyze
-        >>> a = analyze(torchvision.models.resnet18())
-        >>> stem_chain(a.graph_module, a.graph_module.graph.find_nodes(op="call_module", target="maxpool")[0], a.blocks)
-        Chain(anchor='conv1', norm='bn1', act='relu')
+        >>> gm = fx.symbolic_trace(__import__("torch").nn.ReLU())
+        >>> node_role(list(gm.graph.nodes)[1], gm)
+        'activation'
     """
-
-    anchor: str
-    norm: str | None
-    act: str
-
-
-def _role(node: fx.Node, gm: fx.GraphModule) -> str:
     return op_role(node, gm)
 
 
-def _is_composite(node: fx.Node, gm: fx.GraphModule) -> bool:
+def is_composite_node(node: fx.Node, gm: fx.GraphModule) -> bool:
+    """True when ``node`` is the activation of a composite norm+act leaf (timm ``BatchNormAct2d``).
+
+    Example:
+        >>> from timm.layers import BatchNormAct2d
+        >>> from relu_surgery.graph.tracing import trace
+        >>> gm = trace(__import__("torch").nn.Sequential(BatchNormAct2d(4))).graph_module
+        >>> [is_composite_node(n, gm) for n in gm.graph.nodes]
+        [False, True, False]
+    """
     ref = activation_of(node, gm)
     return ref is not None and ref.composite is not None
 
@@ -123,21 +120,12 @@ def walk_back(node: fx.Node, gm: fx.GraphModule, stop=()) -> fx.Node:
         >>> walk_back(pool, a.graph_module).name  # through the pool to the stem's ReLU
         'relu'
     """
-    while node not in stop and _role(node, gm) == "transparent":
+    while node not in stop and node_role(node, gm) == "transparent":
         ins = [a for a in node.all_input_nodes if a.op != "get_attr"]
         if len(ins) != 1:
             break
         node = ins[0]
     return node
-
-
-def _walk_forward(node: fx.Node, gm: fx.GraphModule) -> fx.Node | None:
-    """The first non-transparent node of the single-user chain after ``node``."""
-    while len(node.users) == 1:
-        node = next(iter(node.users))
-        if _role(node, gm) != "transparent":
-            return node
-    return None
 
 
 def any_preactivation(gm: fx.GraphModule, blocks) -> bool:
@@ -206,7 +194,7 @@ def in_channels(gm: fx.GraphModule, x: fx.Node, inside: set) -> int | None:
         if node in seen or node not in inside:
             continue
         seen.add(node)
-        role = _role(node, gm)
+        role = node_role(node, gm)
         if role == "weight":
             found = _module_attr(gm, node, "in_channels", "in_features")
             if found is not None:
@@ -222,12 +210,12 @@ def _lead(x: fx.Node, inside: set, gm: fx.GraphModule) -> tuple[fx.Node | None, 
     for user in x.users:
         if user not in inside:
             continue
-        role = _role(user, gm)
-        if role == "activation" and _is_composite(user, gm):
+        role = node_role(user, gm)
+        if role == "activation" and is_composite_node(user, gm):
             found.append((None, user))
         elif role == "norm" and len(user.users) == 1:
             act = next(iter(user.users))
-            if act in inside and _role(act, gm) == "activation" and not _is_composite(act, gm):
+            if act in inside and node_role(act, gm) == "activation" and not is_composite_node(act, gm):
                 found.append((user, act))
     return found[0] if len(found) == 1 else None
 
@@ -242,9 +230,9 @@ def _classify(operand: fx.Node, sources: tuple, gm: fx.GraphModule):
     if origin in sources:
         return "identity", None, None
     norm = None
-    if _role(origin, gm) == "norm" and origin.all_input_nodes:
+    if node_role(origin, gm) == "norm" and origin.all_input_nodes:
         norm, origin = origin, walk_back(origin.all_input_nodes[0], gm, sources)
-    if _role(origin, gm) != "weight" or not origin.all_input_nodes:
+    if node_role(origin, gm) != "weight" or not origin.all_input_nodes:
         return None, None, None
     source = walk_back(origin.all_input_nodes[0], gm, sources)
     return ("projection" if source in sources else "residual"), origin, norm
@@ -316,7 +304,7 @@ def postact_unit(gm: fx.GraphModule, block: Block, region: list[fx.Node] | None 
     if bounds is None:
         return None
     x, out, inside = bounds
-    if _role(out, gm) != "activation" or _is_composite(out, gm) or not out.all_input_nodes:
+    if node_role(out, gm) != "activation" or is_composite_node(out, gm) or not out.all_input_nodes:
         return None
     add = walk_back(out.all_input_nodes[0], gm, (x,))
     if add not in inside or not is_tensor_add(add) or _lead(x, inside, gm) is not None:
@@ -327,55 +315,6 @@ def postact_unit(gm: fx.GraphModule, block: Block, region: list[fx.Node] | None 
     (last, last_norm), (proj, proj_norm) = parts["residual"], parts.get("projection", (None, None))
     return PostActUnit(block.index, block.name, x.name, add.name, out.name, last.name, _name(last_norm),
                        _name(proj), _name(proj_norm))
-
-
-def stem_chain(gm: fx.GraphModule, x: fx.Node, blocks, need_norm: bool = True) -> Chain | None:
-    """The stem's norm -> act feeding block input ``x`` (through pools), outside every block.
-
-    ``anchor`` is the weight node the norm follows (the stem conv). With ``need_norm`` False only
-    the activation is required.
-
-    Example:
-        >>> import torchvision
-        >>> from relu_surgery.graph.analysis import analyze
-        >>> a = analyze(torchvision.models.resnet18())
-        >>> x = next(n for n in a.graph_module.graph.nodes if n.name == "maxpool")
-        >>> stem_chain(a.graph_module, x, a.blocks).act
-        'relu'
-    """
-    act, regions = walk_back(x, gm), BlockRegions(gm, blocks)
-    if _role(act, gm) != "activation" or not regions.outside(act) or not act.all_input_nodes:
-        return None
-    if _is_composite(act, gm):
-        anchor = walk_back(act.all_input_nodes[0], gm)
-        return Chain(anchor.name, None, act.name) if _role(anchor, gm) == "weight" else None
-    norm = act.all_input_nodes[0]
-    if _role(norm, gm) == "norm" and regions.outside(norm) and len(norm.users) == 1:
-        return Chain(norm.all_input_nodes[0].name, norm.name, act.name)
-    return None if need_norm else Chain(norm.name, None, act.name)
-
-
-def final_chain(gm: fx.GraphModule, add: fx.Node, blocks) -> Chain | None:
-    """The norm -> act between the last block's addition and the head (seed 003's extra activation).
-
-    Example:
-        >>> import relu_surgery as rs
-        >>> from relu_surgery.graph.analysis import analyze
-        >>> a = analyze(rs.create_model("preact_resnet110"))
-        >>> unit = preact_unit(a.graph_module, a.blocks[-1])
-        >>> final_chain(a.graph_module, next(n for n in a.graph_module.graph.nodes if n.name == unit.add), a.blocks)
-        Chain(anchor='add_53', norm='bn_final', act='relu_final')
-    """
-    first, regions = _walk_forward(add, gm), BlockRegions(gm, blocks)
-    if first is None or not regions.outside(first):
-        return None
-    if _role(first, gm) == "activation" and _is_composite(first, gm):
-        return Chain(add.name, None, first.name)
-    if _role(first, gm) == "norm" and len(first.users) == 1:
-        act = next(iter(first.users))
-        if _role(act, gm) == "activation" and not _is_composite(act, gm) and regions.outside(act):
-            return Chain(add.name, first.name, act.name)
-    return None
 
 
 def identity_readers(gm: fx.GraphModule, x: fx.Node, add: fx.Node) -> set:
@@ -393,24 +332,10 @@ def identity_readers(gm: fx.GraphModule, x: fx.Node, add: fx.Node) -> set:
     out = set()
     for operand in [a for a in add.args[:2] if isinstance(a, fx.Node)]:
         reader, node = add, operand
-        while node is not x and _role(node, gm) == "transparent" and len(node.all_input_nodes) == 1:
+        while node is not x and node_role(node, gm) == "transparent" and len(node.all_input_nodes) == 1:
             reader, node = node, node.all_input_nodes[0]
         if node is x:
             out.add(reader)
     return out
 
 
-def stem_anchor(gm: fx.GraphModule, x: fx.Node, blocks) -> fx.Node:
-    """The stem weight layer before block input ``x`` (through pools), else ``x`` itself.
-
-    Example:
-        >>> import torchvision
-        >>> from relu_surgery.graph.analysis import analyze
-        >>> a = analyze(torchvision.models.resnet18())
-        >>> stem_anchor(a.graph_module, next(n for n in a.graph_module.graph.nodes if n.name == "maxpool"), a.blocks).name
-        'maxpool'
-    """
-    found = walk_back(x, gm)
-    if _role(found, gm) == "weight" and BlockRegions(gm, blocks).outside(found):
-        return found
-    return x

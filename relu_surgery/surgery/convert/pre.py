@@ -28,7 +28,8 @@ from ..actions import InsertModule, MoveAfter, New, Redirect, Rehome, RemoveNode
 from ..builders import act_module, describe, fresh_norm, moved_copy
 from ..edits import parent_scope, qualified
 from ..plan import Plan
-from .anatomy import PostActUnit, any_preactivation, identity_readers, in_channels, out_channels, postact_unit, stem_chain
+from .anatomy import PostActUnit, any_preactivation, identity_readers, in_channels, out_channels, postact_unit
+from .chains import stem_chain
 from .planning import PlanBook, find_units, is_composite, module_of
 
 __all__ = ["plan_pre", "plan_relu_only"]
