@@ -15,6 +15,7 @@ import relu_surgery as rs
 from relu_surgery.graph.blocks import discover_blocks
 from relu_surgery.cli import main
 from relu_surgery.errors import NoBlocksError, SelectionError
+from relu_surgery.graph.provenance import recipe_of
 from relu_surgery.graph.ops import op_role
 from relu_surgery.surgery.convert.anatomy import walk_back
 from relu_surgery.graph.tracing import annotate_shapes, trace
@@ -118,7 +119,7 @@ def test_wide_resnet_basic_block_with_dropout_exact_order():
     assert [new.get_submodule(n).num_features for n in report.norms_added] == [16, 32, 32, 64, 64]
     assert [s.rewrite for s in report.steps] == ["convert"] and report.steps[0].settings == {"to": "after-activation"}
     assert "New norms, untrained (convert)  5: layer1.0.conv2_norm" in str(report)
-    data = json.loads(report.dumps())
+    data = json.loads(report.to_json())
     assert data["norms"]["added"] == list(report.norms_added)
     assert data["norms"]["moved"] == [{"from": "layer1.0.bn1", "to": "conv1_norm", "where": "after the stem conv conv1"}]
     train_step(new, X16)
@@ -243,7 +244,7 @@ def test_pre_after_pre_round_trip_keeps_structure():
     after, _ = rs.to_after_activation(model, example_input=X16)
     back, report = rs.to_pre_activation(after, example_input=X16)
     assert structure(back, X16) == structure(model, X16)
-    assert [r["to"] for r in back.rs_recipe["rewrites"]] == ["after-activation", "pre-activation"]
+    assert [r["to"] for r in recipe_of(back)["rewrites"]] == ["after-activation", "pre-activation"]
     assert report.steps[0].norms_moved == (("conv1_norm", "layer1.0.pre_norm",
                                             "leading layer1.0, before the split into two paths"),)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn as nn
@@ -10,6 +12,7 @@ import relu_surgery as rs
 from relu_surgery.cli import main
 from relu_surgery.diagnostics import ScalarResNet
 from relu_surgery.report.drawing import DrawingError, change_patterns, draw_report
+from relu_surgery.report.tables import changes_table, summary_table
 
 
 class Block(nn.Module):
@@ -100,3 +103,15 @@ def test_cli_graph_option(tmp_path, capsys):
     capsys.readouterr()
     assert main(["erase", "tests.test_drawing:small_net", "--graph", str(tmp_path / "g.pdf")]) == 2
     assert "--graph" in capsys.readouterr().err
+
+
+def test_notebook_view_and_html_page_share_their_tables(tmp_path):
+    _, report = rs.erase(rs.create_model("cifar_resnet20"), proportion=0.5)
+    page = draw_report(report, tmp_path / "er20.html").read_text()
+    notebook = report._repr_html_()
+    assert notebook.startswith("<h3>relu_surgery erase: <code>cifar_resnet20</code></h3><table><tr><th>Blocks found")
+    for table in (summary_table(report), changes_table(report)):
+        assert table in notebook and table in page
+    assert changes_table(report).count("<tr>") == 1 + 5
+    assert report.to_json() == json.dumps(report.to_dict(), indent=2)
+    assert json.loads(report.to_json())["changes"][0]["site"] == "layer1.0.relu2"

@@ -13,6 +13,7 @@ import torchvision
 
 import relu_surgery as rs
 from relu_surgery.errors import SelectionError
+from relu_surgery.graph.provenance import recipe_of
 
 from .test_blocks import SpellingNet
 
@@ -118,7 +119,7 @@ def test_composite_norm_act_keeps_state_dict():
 
 def test_timm_model_report_json_schema():
     _, report = rs.erase(timm.create_model("resnet18"), proportion=0.5)
-    data = json.loads(report.dumps())
+    data = json.loads(report.to_json())
     for key in ("model", "blocks", "changes", "params_before", "params_after", "macs_before", "macs_after",
                 "warnings"):
         assert key in data
@@ -186,7 +187,7 @@ def test_rewrite_of_a_rewritten_model_keeps_blocks():
     first, _ = rs.erase(torchvision.models.resnet18(), proportion=0.5)
     second, report = rs.erase(first, proportion=1.0, location="first")
     assert len(report.blocks) == 8 and [c.site for c in report.changes][0] == "layer1.0.relu"
-    assert [r["rewrite"] for r in second.rs_recipe["rewrites"]] == ["erase", "erase"]
+    assert [r["rewrite"] for r in recipe_of(second)["rewrites"]] == ["erase", "erase"]
 
 
 def test_named_blocks_on_a_rewritten_model():
@@ -227,6 +228,6 @@ def test_check_false_skips_the_forward_passes_but_not_the_rewrite():
     lines = dict(report.summary_lines())
     assert lines["MACs"] == "not measured (check=False)"
     assert lines["Forward pass"] == "not run (check=False)"
-    assert json.loads(report.dumps())["forward_check"]["skipped"] == "check=False"
+    assert json.loads(report.to_json())["forward_check"]["skipped"] == "check=False"
     x = torch.randn(1, 3, 64, 64)
     assert torch.equal(quick.eval()(x), checked.eval()(x))

@@ -171,7 +171,7 @@ def test_gradient_study_small():
     with torch.no_grad():
         numeric = ((net(x + h) - net(x - h)) / (2 * h)).reshape(-1)
     assert torch.allclose(run.gradients[::10].double(), numeric, rtol=1e-3, atol=1e-3)
-    assert set(study.to_json()["runs"][0]) >= {"neighbour_correlation", "correlation_length", "bimodal_fraction"}
+    assert set(study.to_dict()["runs"][0]) >= {"neighbour_correlation", "correlation_length", "bimodal_fraction"}
 
 
 def test_erase_twin_of_the_scalar_network_is_what_erase_makes():

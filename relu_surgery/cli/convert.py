@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from .main import discovery_options, emit, example_input, forward_check, load_model, model_options, output_options
+from .main import discovery_options, model_options, output_options, run_rewrite_command
 
 __all__ = ["convert", "FORMS"]
 
@@ -25,17 +25,10 @@ FORMS = ("after-activation", "pre-activation", "bn-after-add", "relu-before-add"
 @model_options
 @discovery_options
 @output_options
-def convert(model, to, model_args, weights, pretrained, input_size, block_types, block_names, dry_run, as_json,
-            markdown, code_diff, out, force):
+def convert(**opts):
     """Convert MODEL's residual blocks between pre-activation and after-activation (and seed 003's variants).
 
     The report lists every norm that is new (untrained), moved or removed. A pre-activation MODEL
     is converted to after-activation first for the variants.
     """
-    from ..surgery.convert.api import convert as convert_fn  # noqa: PLC0415 (torch is heavy)
-
-    net = load_model(model, model_args, weights, pretrained)
-    new_model, report = convert_fn(net, to, example_input=example_input(input_size), block_types=block_types,
-                                   block_names=block_names, dry_run=dry_run,
-                                   check=forward_check())
-    emit(report, new_model, dry_run, as_json, markdown, code_diff, out, force)
+    run_rewrite_command("convert", opts)

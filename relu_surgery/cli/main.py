@@ -1,7 +1,11 @@
 """The ``relu-surgery`` command: thin click commands over the library.
 
 Each command parses, calls one library function, renders. Heavy imports (torch, timm) happen inside
-commands so ``--help`` is instant. User errors print one line on stderr and exit with code 2.
+commands so ``--help`` is instant. User errors print one line on stderr and exit with code 2;
+relu_surgery's own failures (:class:`~relu_surgery.errors.InternalError`) print
+``internal error in relu_surgery (please report): ...`` and exit with code 1, and anything else
+(say, an exception in the user's model code) one line with its type, exit code 1. ``--debug``
+(before the command) or ``RELU_SURGERY_DEBUG=1`` adds the full traceback.
 
 Example:
     $ relu-surgery erase resnet152 --proportion 0.5
@@ -12,10 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import traceback
 
 import click
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "run_rewrite_command"]
 
 
 def _console(stderr: bool = False):
@@ -96,20 +101,23 @@ def _check_location(_ctx, _param, value):
     return value
 
 
-def selection_options(f):
-    """--proportion, --location, --blocks, --stage, --random, --seed, --activations."""
-    f = click.option("--activations", default="relu", show_default=True,
-                     help="Activation kinds that may be rewritten, comma-separated (relu,relu6,gelu,...).")(f)
-    f = click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random.")(f)
-    f = click.option("--random", "random_", is_flag=True, help="Sample blocks at random instead of uniformly.")(f)
-    f = click.option("--stage", default=None, help="Only blocks of this stage (1-based index or name glob).")(f)
-    f = click.option("--blocks", "blocks_spec", default=None, callback=_check_blocks,
-                     help="Only these blocks: 1-based indices, ranges (2-5) or name globs, comma-separated.")(f)
-    f = click.option("--location", default="last", show_default=True, callback=_check_location,
-                     help="Sites inside each block: last, first, all or a 1-based site number.")(f)
-    f = click.option("--proportion", "-p", type=float, default=1.0, show_default=True,
-                     help="Proportion of blocks, chosen uniformly: indices floor(j/P).")(f)
-    return f
+def selection_options(location: str = "last",
+                      location_help: str = "Sites inside each block: last, first, all or a 1-based site number."):
+    """--proportion, --location (default ``location``), --blocks, --stage, --random, --seed, --activations."""
+    def decorate(f):
+        f = click.option("--activations", default="relu", show_default=True,
+                         help="Activation kinds that may be rewritten, comma-separated (relu,relu6,gelu,...).")(f)
+        f = click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random.")(f)
+        f = click.option("--random", "random_", is_flag=True, help="Sample blocks at random instead of uniformly.")(f)
+        f = click.option("--stage", default=None, help="Only blocks of this stage (1-based index or name glob).")(f)
+        f = click.option("--blocks", "blocks_spec", default=None, callback=_check_blocks,
+                         help="Only these blocks: 1-based indices, ranges (2-5) or name globs, comma-separated.")(f)
+        f = click.option("--location", default=location, show_default=True, callback=_check_location,
+                         help=location_help)(f)
+        f = click.option("--proportion", "-p", type=float, default=1.0, show_default=True,
+                         help="Proportion of blocks, chosen uniformly: indices floor(j/P).")(f)
+        return f
+    return decorate
 
 
 def _remember_graph(ctx, _param, value):
@@ -205,7 +213,7 @@ def emit(report, new_model, dry_run, as_json, markdown, code_diff, out, force, g
         draw_report(report, graph)
         click.echo(f"graph drawn to {graph}", err=True)
     if as_json:
-        click.echo(report.dumps())
+        click.echo(report.to_json())
     elif markdown:
         click.echo(report.to_markdown(), nl=False)
     else:
@@ -214,6 +222,38 @@ def emit(report, new_model, dry_run, as_json, markdown, code_diff, out, force, g
         click.echo(report.code_diff() or "(no change in the generated code)", nl=False)
     if out and not dry_run and not as_json:
         click.echo(f"saved to {out}", err=True)
+
+
+_OUTPUT = ("dry_run", "as_json", "markdown", "code_diff", "out", "force")
+_RENAMED = {"blocks_spec": "blocks", "random_": "random"}
+
+
+def run_rewrite_command(name: str, opts: dict) -> None:
+    """A rewrite command's body: load MODEL, run rewrite ``name`` (by name, through the registry) with
+    the command's options, then :func:`emit` the report.
+
+    Example:
+        >>> @click.command()
+        ... @click.argument("model")
+        ... @model_options
+        ... @discovery_options
+        ... @output_options
+        ... def convert_to_pre(**opts):
+        ...     run_rewrite_command("convert", {**opts, "to": "pre-activation"})
+        >>> from click.testing import CliRunner
+        >>> result = CliRunner().invoke(convert_to_pre, ["cifar_resnet20", "--dry-run", "--json"])
+        >>> result.exit_code, '"to": "pre-activation"' in result.output
+        (0, True)
+    """
+    from ..surgery.registry import get_rewrite  # noqa: PLC0415
+
+    opts = dict(opts)
+    net = load_model(*(opts.pop(k) for k in ("model", "model_args", "weights", "pretrained")))
+    x = example_input(opts.pop("input_size"))
+    output = [opts.pop(k) for k in _OUTPUT]
+    options = {_RENAMED.get(k, k): v for k, v in opts.items()}
+    new_model, report = get_rewrite(name)(net, example_input=x, dry_run=output[0], check=forward_check(), **options)
+    emit(report, new_model, *output)
 
 
 class LazyGroup(click.Group):
@@ -246,7 +286,8 @@ LAZY_COMMANDS: dict[str, str] = {
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="relu-surgery")
-def cli():
+@click.option("--debug", is_flag=True, help="Show the full traceback of an unexpected error or an internal error.")
+def cli(debug):
     """Rewrite the activations of PyTorch networks (EraseReLU, CReLU, NormProp, PReLU) and show what changed."""
 
 
@@ -254,23 +295,14 @@ def cli():
 @click.argument("model")
 @model_options
 @discovery_options
-@selection_options
+@selection_options()
 @output_options
-def erase(model, model_args, weights, pretrained, input_size, block_types, block_names, proportion, location,
-          blocks_spec, stage, random_, seed, activations, dry_run, as_json, markdown, code_diff, out, force):
+def erase(**opts):
     """EraseReLU: remove the last (or first/all/N-th) activation of a proportion of MODEL's blocks.
 
     MODEL is a zoo, timm or torchvision name (timm:/tv:/zoo: force one), module:callable, or a saved directory.
     """
-    from ..surgery.erase import erase as erase_fn  # noqa: PLC0415
-
-    net = load_model(model, model_args, weights, pretrained)
-    new_model, report = erase_fn(
-        net, proportion=proportion, location=location, blocks=blocks_spec, activations=activations,
-        stage=stage, random=random_, seed=seed, example_input=example_input(input_size),
-        block_types=block_types, block_names=block_names, dry_run=dry_run, check=forward_check(),
-    )
-    emit(report, new_model, dry_run, as_json, markdown, code_diff, out, force)
+    run_rewrite_command("erase", opts)
 
 
 @cli.command()
@@ -323,11 +355,21 @@ def models(source, pattern, as_json):
 
 
 def main(argv=None) -> int:
-    """Entry point: run the CLI, turning user errors into one line on stderr and exit code 2."""
-    from ..errors import SurgeryError  # noqa: PLC0415 (light module)
+    """Entry point: run the CLI; every failure is one line on stderr (see the module docstring).
 
+    Example:
+        >>> main(["erase", "tv:resnet18", "--proportion", "2"])
+        2
+    """
+    from ..errors import InternalError, SurgeryError  # noqa: PLC0415 (light module)
+
+    import sys  # noqa: PLC0415
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    ctx = None
     try:
-        cli.main(args=argv, prog_name="relu-surgery", standalone_mode=False)
+        with cli.make_context("relu-surgery", list(args)) as ctx:
+            cli.invoke(ctx)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.UsageError as exc:  # one line, not click's usage block
@@ -343,11 +385,25 @@ def main(argv=None) -> int:
     except SurgeryError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
-    except Exception as exc:  # a bug in relu_surgery or the user's model code: still one line
-        if os.environ.get("RELU_SURGERY_DEBUG"):
-            raise
+    except InternalError as exc:
+        return _failure(f"internal error in relu_surgery (please report): {exc}", _debug(ctx, args))
+    except Exception as exc:  # the user's model code (or a bug): still one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        click.echo(f"error: {type(exc).__name__}: {first} (set RELU_SURGERY_DEBUG=1 for the traceback)", err=True)
-        return 1
+        debug = _debug(ctx, args)
+        hint = "" if debug else " (run with --debug or RELU_SURGERY_DEBUG=1 for the traceback)"
+        return _failure(f"error: {type(exc).__name__}: {first}{hint}", debug)
     return 0
 
+
+def _debug(ctx, args) -> bool:
+    """Whether the traceback is wanted: ``--debug`` before the command, or ``RELU_SURGERY_DEBUG``."""
+    if os.environ.get("RELU_SURGERY_DEBUG", "") not in ("", "0"):
+        return True
+    return bool(ctx.params.get("debug")) if ctx is not None else "--debug" in args
+
+
+def _failure(line: str, debug: bool) -> int:
+    if debug:
+        click.echo(traceback.format_exc().rstrip(), err=True)
+    click.echo(line, err=True)
+    return 1

@@ -10,7 +10,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -20,24 +19,26 @@ from .main import _console, discovery_options, example_input, load_model, model_
 
 __all__ = ["probe", "REWRITES"]
 
-REWRITES = ("erase", "crelu", "normprop", "normprop2", "normprop3", "plain", "convert", "none")
+# --rewrite NAME -> (registry name, fixed options); erase and crelu also take --proportion / --location
+_PROBE_REWRITES = {
+    "erase": ("erase", {}), "crelu": ("crelu", {}), "normprop": ("normprop", {"variant": "normprop"}),
+    "normprop2": ("normprop", {"variant": "normprop2"}), "normprop3": ("normprop", {"variant": "normprop3"}),
+    "plain": ("normprop", {"variant": "plain"}), "convert": ("convert", {}),
+}
+REWRITES = (*_PROBE_REWRITES, "none")
 DATASETS = ("cifar10", "cifar100", "svhn", "mnist", "fashion-mnist", "images")
 
 
 def _rewrite(net, name: str, proportion: float, location: str | None, x):
-    """Apply the named rewrite to ``net``; None for ``none``."""
-    import relu_surgery as rs  # noqa: PLC0415
+    """Apply the named rewrite to ``net`` (through the rewrite registry); None for ``none``."""
+    from ..surgery.registry import get_rewrite  # noqa: PLC0415
 
     if name == "none":
         return None
-    loc = {"location": location} if location else {}
-    if name == "erase":
-        return rs.erase(net, proportion=proportion, example_input=x, **loc)[0]
-    if name == "crelu":
-        return rs.crelu(net, proportion=proportion, example_input=x, **loc)[0]
-    if name == "convert":
-        return rs.convert(net, example_input=x)[0]
-    return rs.normprop(net, variant=name, example_input=x)[0]
+    registered, options = _PROBE_REWRITES[name]
+    if registered in ("erase", "crelu"):
+        options = {"proportion": proportion, **({"location": location} if location else {})}
+    return get_rewrite(registered)(net, example_input=x, **options)[0]
 
 
 def _fmt(value) -> str:
@@ -146,7 +147,7 @@ def probe(model, model_args, weights, pretrained, input_size, block_types, block
     if out:
         result.write(out)
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        click.echo(result.to_json())
     else:
         console = _console()
         for table in _tables(result):

@@ -33,7 +33,13 @@ __all__ = ["DatasetSpec", "ArrayData", "DATASETS", "get_dataset_spec", "load_arr
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Static facts about a dataset: classes, channels, size, normalisation, default augmentation."""
+    """Static facts about a dataset: classes, channels, size, normalisation, default augmentation.
+
+    Example:
+        >>> spec = get_dataset_spec("cifar10")
+        >>> spec.num_classes, spec.in_chans, spec.image_size, spec.augment
+        (10, 3, 32, True)
+    """
 
     name: str
     title: str
@@ -48,7 +54,14 @@ class DatasetSpec:
 
 @dataclass
 class ArrayData:
-    """A dataset held as tensors: uint8 images ``[N, C, H, W]`` and int64 labels ``[N]``."""
+    """A dataset held as tensors: uint8 images ``[N, C, H, W]`` and int64 labels ``[N]``.
+
+    Example:
+        >>> data = ArrayData(get_dataset_spec("mnist"), torch.zeros(2, 1, 28, 28, dtype=torch.uint8),
+        ...                  torch.tensor([3, 5]), torch.zeros(1, 1, 28, 28, dtype=torch.uint8), torch.tensor([7]))
+        >>> data.spec.title, len(data.train_y)
+        ('MNIST', 2)
+    """
 
     spec: DatasetSpec
     train_x: torch.Tensor
@@ -76,7 +89,12 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 def get_dataset_spec(name: str) -> DatasetSpec:
-    """The :class:`DatasetSpec` of ``name``; :class:`DatasetError` for an unknown name."""
+    """The :class:`DatasetSpec` of ``name``; :class:`DatasetError` for an unknown name.
+
+    Example:
+        >>> get_dataset_spec("fashion-mnist").mean
+        (0.286,)
+    """
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     return DATASETS[name]
@@ -173,9 +191,11 @@ def load_arrays(name: str, root: str | Path | None, *, limit_train: int | None =
     on the same data (``--compare``, sweeps, tests) read the files once.
 
     Example:
-        >>> data = load_arrays("fashion-mnist", "data/fashion-mnist", limit_train=512)  # doctest: +SKIP
-        >>> data.train_x.shape, data.spec.num_classes                                    # doctest: +SKIP
-        (torch.Size([512, 1, 28, 28]), 10)
+        >>> import tempfile
+        >>> from relu_surgery.data.synthetic import fake_idx_dataset
+        >>> data = load_arrays("fashion-mnist", fake_idx_dataset(tempfile.mkdtemp(), train=8, test=4), limit_train=4)
+        >>> tuple(data.train_x.shape), tuple(data.test_y.shape), data.spec.num_classes
+        ((4, 1, 28, 28), (4,), 10)
     """
     spec = get_dataset_spec(name)
     if not spec.in_memory:
@@ -209,7 +229,10 @@ def download_dataset(name: str, root: str | Path | None) -> None:
     """Fetch ``name`` into ``root`` with torchvision's downloaders (needs network).
 
     Example:
-        >>> download_dataset("cifar10", "~/data")  # doctest: +SKIP
+        >>> download_dataset("imagefolder", "/tmp")  # download_dataset("cifar10", "~/data") needs a network
+        Traceback (most recent call last):
+        ...
+        relu_surgery.errors.DatasetError: imagefolder cannot be downloaded; put the files under --data-dir yourself
     """
     import torchvision.datasets as tvd
 

@@ -4,9 +4,10 @@ Every failure (missing file, wrong magic, truncated data, unreadable archive) is
 :class:`~relu_surgery.train.errors.DatasetError` naming the file.
 
 Example:
-    >>> from relu_surgery.data.readers import read_idx
-    >>> images = read_idx("data/fashion-mnist/t10k-images-idx3-ubyte.gz", limit=8)  # doctest: +SKIP
-    >>> images.shape                                                               # doctest: +SKIP
+    >>> import tempfile
+    >>> from relu_surgery.data.synthetic import write_idx
+    >>> path = write_idx(tempfile.mkdtemp() + "/t10k-images-idx3-ubyte.gz", torch.zeros(16, 28, 28))
+    >>> read_idx(path, limit=8).shape
     torch.Size([8, 28, 28])
 """
 
@@ -44,9 +45,12 @@ def read_idx(path: str | Path, limit: int | None = None) -> torch.Tensor:
     only the bytes needed are decompressed.
 
     Example:
-        >>> labels = read_idx("data/mnist/t10k-labels-idx1-ubyte.gz")  # doctest: +SKIP
-        >>> labels.shape, labels.dtype                                   # doctest: +SKIP
-        (torch.Size([10000]), torch.uint8)
+        >>> import tempfile
+        >>> path = tempfile.mkdtemp() + "/t10k-labels-idx1-ubyte"
+        >>> _ = open(path, "wb").write(struct.pack(">II", 0x801, 3) + bytes([7, 2, 1]))
+        >>> labels = read_idx(path)
+        >>> labels.tolist(), labels.dtype
+        ([7, 2, 1], torch.uint8)
     """
     path = Path(path)
     head = _read_prefix(path, 4)
@@ -95,7 +99,13 @@ def read_cifar_batch(path: str | Path, label_key: str, limit: int | None = None)
     ``label_key`` is ``labels`` for CIFAR-10 and ``fine_labels`` for CIFAR-100.
 
     Example:
-        >>> x, y = read_cifar_batch("data/cifar-10-batches-py/test_batch", "labels")  # doctest: +SKIP
+        >>> import numpy as np, tempfile
+        >>> path = tempfile.mkdtemp() + "/test_batch"
+        >>> with open(path, "wb") as f:
+        ...     pickle.dump({"data": np.zeros((2, 3072), np.uint8), "labels": [3, 8]}, f)
+        >>> x, y = read_cifar_batch(path, "labels")
+        >>> tuple(x.shape), y.tolist()
+        ((2, 3, 32, 32), [3, 8])
     """
     import numpy as np
 
@@ -128,7 +138,10 @@ def read_svhn_mat(path: str | Path):
     """Read an SVHN ``*_32x32.mat`` file (needs scipy); label 10 becomes digit 0.
 
     Example:
-        >>> x, y = read_svhn_mat("data/svhn/test_32x32.mat")  # doctest: +SKIP
+        >>> read_svhn_mat("/nowhere/test_32x32.mat")  # needs scipy; the file must exist and be SVHN's
+        Traceback (most recent call last):
+        ...
+        relu_surgery.errors.DatasetError: ...
     """
     try:
         import scipy.io

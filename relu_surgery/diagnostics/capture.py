@@ -23,6 +23,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from .._compat import BatchNormBase
 from ..graph.blocks import BlockSpec, discover_blocks
 from ..graph.copying import private_copy
 from ..graph.ops import is_tensor_add, op_role
@@ -39,6 +40,14 @@ class BlockRegion:
     ``shortcut`` is the operand of the block's residual add that passes through fewer weight
     layers (the identity, or the projection of a downsampling block); ``None`` when the block has no
     residual add or both operands are equally weighted.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> model = rs.create_model("cifar_resnet20")
+        >>> traced, blocks = prepare(model)
+        >>> region = block_regions(traced.graph_module, blocks)[3]  # layer2.0: its shortcut zero-pads
+        >>> region.input.name, region.output.name, region.shortcut.name
+        ('layer1_2_relu2', 'layer2_0_relu2', 'pad')
     """
 
     block: Block
@@ -52,6 +61,12 @@ def set_norm_mode(gm: nn.Module, norm_stats: str) -> None:
     """Eval mode everywhere; with ``norm_stats="batch"`` BatchNorm layers normalise with batch statistics.
 
     Only call this on a private copy: in batch mode the running statistics of the copy change.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
+        >>> set_norm_mode(net, "batch")
+        >>> net[0].training, net[1].training
+        (False, True)
     """
     if norm_stats not in ("running", "batch"):
         from .inputs import ProbeError  # noqa: PLC0415
@@ -60,13 +75,21 @@ def set_norm_mode(gm: nn.Module, norm_stats: str) -> None:
     gm.eval()
     if norm_stats == "batch":
         for m in gm.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if isinstance(m, BatchNormBase):
                 m.train()
 
 
 def prepare(model: nn.Module, spec: BlockSpec | None = None, norm_stats: str = "running",
             ) -> tuple[TracedModel, list[Block]]:
-    """Trace a private copy of ``model`` (norm layers set per ``norm_stats``) and find its blocks."""
+    """Trace a private copy of ``model`` (norm layers set per ``norm_stats``) and find its blocks.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> model = rs.create_model("cifar_resnet20")
+        >>> traced, blocks = prepare(model, norm_stats="batch")
+        >>> len(blocks), traced.graph_module.training
+        (9, False)
+    """
     private = private_copy(model)
     traced = trace(private)
     set_norm_mode(traced.graph_module, norm_stats)
@@ -116,7 +139,15 @@ def _shortcut(gm: fx.GraphModule, nodes: list[fx.Node], output: fx.Node) -> fx.N
 
 
 def block_regions(gm: fx.GraphModule, blocks: Iterable[Block]) -> list[BlockRegion]:
-    """One :class:`BlockRegion` per block (nodes in graph order)."""
+    """One :class:`BlockRegion` per block (nodes in graph order).
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> model = rs.create_model("cifar_resnet20")
+        >>> traced, blocks = prepare(model)
+        >>> [r.block.name for r in block_regions(traced.graph_module, blocks)][:2]
+        ['layer1.0', 'layer1.1']
+    """
     regions = []
     for block in blocks:
         nodes = _region_nodes(gm, block)

@@ -28,7 +28,12 @@ __all__ = ["LayerCoherence", "filter_coherence", "conv_coherence"]
 
 @dataclass(frozen=True)
 class LayerCoherence:
-    """mu of one conv layer: its qualified name, filter count, filter length and groups."""
+    """mu of one conv layer: its qualified name, filter count, filter length and groups.
+
+    Example:
+        >>> [c.to_dict()["name"] for c in conv_coherence(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 1)))]
+        ['0', '1']
+    """
 
     name: str
     filters: int

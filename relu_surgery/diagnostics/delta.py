@@ -32,7 +32,14 @@ __all__ = ["BlockDelta", "delta_value", "block_deltas"]
 
 @dataclass(frozen=True)
 class BlockDelta:
-    """Delta of one block; ``reference`` says what ``x_l`` was: ``input`` or ``shortcut`` (or ``none``)."""
+    """Delta of one block; ``reference`` says what ``x_l`` was: ``input`` or ``shortcut`` (or ``none``).
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> deltas = rs.probe(rs.create_model("cifar_resnet20"), samples=2, gradient_study=False).models[0].deltas
+        >>> deltas[0].name, deltas[0].reference, deltas[0].shape_out
+        ('layer1.0', 'input', (16, 32, 32))
+    """
 
     index: int
     name: str

@@ -154,7 +154,13 @@ def activation_levels(hidden: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class GradientRun:
-    """One network of the study: depth, ``ReLU`` or ``EraseReLU``, and what was measured."""
+    """One network of the study: depth, ``ReLU`` or ``EraseReLU``, and what was measured.
+
+    Example:
+        >>> run = gradient_study(depths=(2,), points=16, width=4).runs[1]
+        >>> run.variant, tuple(run.gradients.shape), tuple(run.covariance.shape)
+        ('EraseReLU', (16,), (16, 16))
+    """
 
     depth: int
     variant: str
@@ -186,7 +192,13 @@ class GradientRun:
 
 @dataclass
 class GradientStudy:
-    """All runs of the study and its settings."""
+    """All runs of the study and its settings.
+
+    Example:
+        >>> study = gradient_study(depths=(1, 2), points=8, width=4)
+        >>> [(r.depth, r.variant) for r in study.runs]
+        [(1, 'ReLU'), (1, 'EraseReLU'), (2, 'ReLU'), (2, 'EraseReLU')]
+    """
 
     depths: tuple[int, ...]
     points: int
@@ -195,7 +207,8 @@ class GradientStudy:
     seed: int
     runs: list[GradientRun] = field(default_factory=list)
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
+        """A JSON-ready dict of the study and its runs."""
         return {"depths": list(self.depths), "points": self.points, "width": self.width,
                 "initialisations": self.runs_per_net, "seed": self.seed,
                 "interval": [-2.0, 2.0], "runs": [r.to_dict() for r in self.runs]}

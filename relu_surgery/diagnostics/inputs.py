@@ -24,7 +24,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 class ProbeError(SurgeryError):
-    """Bad probe input: unknown dataset, no images, inputs that do not fit the model."""
+    """Bad probe input: unknown dataset, no images, inputs that do not fit the model.
+
+    Example:
+        >>> probe_inputs(count=0)
+        Traceback (most recent call last):
+        ...
+        relu_surgery.diagnostics.inputs.ProbeError: the probe needs at least one input, got count=0
+    """
 
 
 def _image_folder(root: Path, count: int) -> tuple[torch.Tensor, str]:
@@ -66,9 +73,13 @@ def probe_inputs(dataset: str | None = None, data_dir: str | Path | None = None,
     random inputs.
 
     Example:
-        >>> x = probe_inputs("mnist", "/work/shared/data/mnist", count=2)  # doctest: +SKIP
-        >>> tuple(x.shape)                                                   # doctest: +SKIP
-        (2, 1, 28, 28)
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> folder = tempfile.mkdtemp()
+        >>> for i in range(3):
+        ...     Image.new("RGB", (32, 32), (80 * i, 0, 0)).save(f"{folder}/{i}.png")
+        >>> tuple(probe_inputs("images", folder, count=2).shape)
+        (2, 3, 32, 32)
     """
     if count < 1:
         raise ProbeError(f"the probe needs at least one input, got count={count}")
@@ -91,7 +102,14 @@ def probe_inputs(dataset: str | None = None, data_dir: str | Path | None = None,
 
 
 def check_fits(model: torch.nn.Module, x: torch.Tensor) -> None:
-    """Raise :class:`ProbeError` when the first conv's input channels differ from the data's."""
+    """Raise :class:`ProbeError` when the first conv's input channels differ from the data's.
+
+    Example:
+        >>> check_fits(torch.nn.Conv2d(1, 4, 3), torch.zeros(2, 3, 8, 8))
+        Traceback (most recent call last):
+        ...
+        relu_surgery.diagnostics.inputs.ProbeError: the model takes 1-channel input but the data has 3 channels ...
+    """
     first = next((m for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d,
                                                                    torch.nn.Conv3d))), None)
     if first is not None and x.dim() >= 3 and first.in_channels != x.shape[1]:

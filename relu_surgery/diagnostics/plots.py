@@ -23,7 +23,14 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 
 
 def save_figure(fig, path) -> Path:
-    """Write ``fig`` to ``path`` (format from the suffix) atomically (:func:`relu_surgery.atomic.atomic_write`)."""
+    """Write ``fig`` to ``path`` (format from the suffix) atomically (:func:`relu_surgery.atomic.atomic_write`).
+
+    Example:
+        >>> import tempfile
+        >>> from relu_surgery.report.mpl import new_figure
+        >>> save_figure(new_figure(figsize=(1, 1)), tempfile.mkdtemp() + "/f.png").suffix
+        '.png'
+    """
     from ..atomic import atomic_write  # noqa: PLC0415
 
     path = Path(path)
@@ -50,7 +57,16 @@ def _stage_lines(ax, deltas) -> None:
 
 
 def plot_deltas(deltas_by_model: dict, path) -> Path:
-    """Grouped bars of Delta per block (seed 002, Fig. 2), one colour per model; log scale for wide ranges."""
+    """Grouped bars of Delta per block (seed 002, Fig. 2), one colour per model; log scale for wide ranges.
+
+    Example:
+        >>> import tempfile
+        >>> from relu_surgery.diagnostics.delta import BlockDelta
+        >>> deltas = [BlockDelta(i, f"layer{i}", "BasicBlock", "s", 0.1 * i, "input", (16, 8, 8), (16, 8, 8))
+        ...           for i in (1, 2, 3)]
+        >>> plot_deltas({"original": deltas, "erased": deltas[::-1]}, tempfile.mkdtemp() + "/delta.png").name
+        'delta.png'
+    """
     fig, ax = _subplots(figsize=(max(8, 0.22 * max(len(v) for v in deltas_by_model.values())), 4.5))
     n = len(deltas_by_model)
     width = 0.8 / n
@@ -73,7 +89,16 @@ def plot_deltas(deltas_by_model: dict, path) -> Path:
 
 
 def plot_last_activation(stats_by_model: dict, path) -> Path:
-    """Histogram of the last activation's entries, its non-zero ratio and mean +- std (seed 002, Table 1)."""
+    """Histogram of the last activation's entries, its non-zero ratio and mean +- std (seed 002, Table 1).
+
+    Example:
+        >>> import tempfile, torch
+        >>> from relu_surgery.diagnostics.last_activation import activation_stats
+        >>> stats = {"original": activation_stats(torch.randn(8, 4).relu(), "relu", "relu"),
+        ...          "erased": activation_stats(torch.randn(8, 4), "add", "merge")}
+        >>> plot_last_activation(stats, tempfile.mkdtemp() + "/last.png").name
+        'last.png'
+    """
     stats_by_model = {k: v for k, v in stats_by_model.items() if v is not None}
     fig, (left, mid, right) = _subplots(1, 3, figsize=(14, 4.2), gridspec_kw={"width_ratios": [3, 1.4, 1.4]})
     samples = [s.values.numpy() if s.values is not None else np.zeros(1) for s in stats_by_model.values()]
@@ -110,7 +135,15 @@ def plot_last_activation(stats_by_model: dict, path) -> Path:
 
 
 def plot_coherence(coherence_by_model: dict, path) -> Path:
-    """mu per conv layer (x: layer number in module order), one line per model (seed 002, supplement Fig. 3)."""
+    """mu per conv layer (x: layer number in module order), one line per model (seed 002, supplement Fig. 3).
+
+    Example:
+        >>> import tempfile, torch.nn as nn
+        >>> from relu_surgery.diagnostics.coherence import conv_coherence
+        >>> mu = conv_coherence(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3)))
+        >>> plot_coherence({"original": mu, "rewritten": mu}, tempfile.mkdtemp() + "/mu.png").name
+        'mu.png'
+    """
     longest = max((len(v) for v in coherence_by_model.values()), default=1)
     fig, ax = _subplots(figsize=(max(8, 0.15 * longest), 4.2))
     for k, (label, layers) in enumerate(coherence_by_model.items()):
@@ -149,7 +182,14 @@ def _gradient_triplet(axes, run, color: str) -> None:
 
 
 def plot_gradient_study(study, path) -> Path:
-    """One row per depth, two triplets (with ReLU | with EraseReLU) as in seed 000, Fig. 4."""
+    """One row per depth, two triplets (with ReLU | with EraseReLU) as in seed 000, Fig. 4.
+
+    Example:
+        >>> import tempfile
+        >>> from relu_surgery.diagnostics.gradients import gradient_study
+        >>> plot_gradient_study(gradient_study(depths=(2,), points=16, width=4), tempfile.mkdtemp() + "/g.png").name
+        'g.png'
+    """
     depths = list(study.depths)
     fig, axes = _subplots(len(depths), 6, figsize=(22, 3.6 * len(depths)), squeeze=False)
     for row, depth in enumerate(depths):

@@ -8,7 +8,7 @@ With ``out``, writes ``probe.json`` and one PNG per measurement.
 Example:
     >>> import relu_surgery as rs
     >>> model = rs.create_model("cifar_resnet20")
-    >>> new, _ = rs.erase(model)
+    >>> new, _ = rs.erase(model, check=False)
     >>> result = rs.probe(model, new, gradient_study=False, samples=2)
     >>> [m.label for m in result.models], len(result.models[0].deltas)
     (['cifar_resnet20', 'cifar_resnet20 + erase'], 9)
@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from ..graph.analysis import model_label
+from ..graph.provenance import provenance_of
 from ..graph.blocks import BlockSpec
 from ..graph.records import Block
 from ..graph.example_inputs import example_input_for
@@ -39,7 +40,14 @@ __all__ = ["ModelProbe", "ProbeResult", "probe", "probe_model", "models_from_dir
 
 @dataclass
 class ModelProbe:
-    """The measurements of one model."""
+    """The measurements of one model.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> p = probe_model(rs.create_model("cifar_resnet20"), torch.randn(2, 3, 32, 32))
+        >>> sorted(p.to_dict())
+        ['coherence', 'deltas', 'label', 'last_activation']
+    """
 
     label: str
     deltas: list[BlockDelta]
@@ -47,7 +55,8 @@ class ModelProbe:
     coherence: list[LayerCoherence]
     blocks: list[Block] = field(default_factory=list, repr=False)
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
+        """A JSON-ready dict of the measurements."""
         return {"label": self.label, "deltas": [d.to_dict() for d in self.deltas],
                 "last_activation": self.last.to_dict() if self.last else None,
                 "coherence": [c.to_dict() for c in self.coherence]}
@@ -56,7 +65,14 @@ class ModelProbe:
 @dataclass
 class ProbeResult:
     """What :func:`probe` measured: one :class:`ModelProbe` per model (original first), the inputs,
-    the gradient study (or None) and the PNGs written (name -> path)."""
+    the gradient study (or None) and the PNGs written (name -> path).
+
+    Example:
+        >>> import json, relu_surgery as rs
+        >>> result = rs.probe(rs.create_model("cifar_resnet20"), samples=2, gradient_study=False)
+        >>> len(result.delta_rows()), json.loads(result.to_json())["inputs"]["source"]
+        (9, 'random N(0, 1)')
+    """
 
     models: list[ModelProbe]
     inputs: dict
@@ -82,17 +98,21 @@ class ProbeResult:
         return [(n, next(b[n] for b in by_model if n in b).filters, *[b[n].mu if n in b else None for b in by_model])
                 for n in names]
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         """A JSON-ready dict (covariance matrices and raw values are only in the plots)."""
-        return {"inputs": self.inputs, "models": [m.to_json() for m in self.models],
-                "gradient_study": self.gradient_study.to_json() if self.gradient_study else None,
+        return {"inputs": self.inputs, "models": [m.to_dict() for m in self.models],
+                "gradient_study": self.gradient_study.to_dict() if self.gradient_study else None,
                 "plots": dict(self.plots), "notes": list(self.notes)}
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as a JSON string (what ``probe.json`` holds)."""
+        return json.dumps(self.to_dict(), indent=2)
 
     def write(self, out) -> Path:
         """Write ``probe.json`` and the PNGs into ``out`` (each file atomically); returns ``out``."""
         from . import plots  # noqa: PLC0415 (matplotlib only when plotting)
 
-        from ..atomic import atomic_write_json, ensure_directory  # noqa: PLC0415
+        from ..atomic import atomic_write_text, ensure_directory  # noqa: PLC0415
 
         out = ensure_directory(out)
         models = {m.label: m for m in self.models}
@@ -106,7 +126,7 @@ class ProbeResult:
                 {k: m.coherence for k, m in models.items()}, out / "coherence.png"))
         if self.gradient_study is not None:
             self.plots["gradient_study"] = str(plots.plot_gradient_study(self.gradient_study, out / "gradient_study.png"))
-        atomic_write_json(self.to_json(), out / "probe.json")
+        atomic_write_text(self.to_json() + "\n", out / "probe.json")
         return out
 
 
@@ -137,8 +157,7 @@ def probe_model(model: nn.Module, inputs: torch.Tensor, label: str | None = None
 
 
 def _rewritten_label(base: str, rewritten: nn.Module) -> str:
-    recipe = getattr(rewritten, "rs_recipe", None) or {}
-    names = [r.get("rewrite", "?") for r in recipe.get("rewrites", [])]
+    names = [r.get("rewrite", "?") for r in provenance_of(rewritten).rewrites]
     return f"{base} + {' + '.join(names)}" if names else f"{base} (rewritten)"
 
 
@@ -160,7 +179,7 @@ def probe(model: nn.Module, rewritten: nn.Module | None = None, inputs: torch.Te
     Example:
         >>> import relu_surgery as rs
         >>> m = rs.create_model("cifar_resnet20")
-        >>> r = rs.probe(m, rs.erase(m)[0], samples=2, gradient_study=False)
+        >>> r = rs.probe(m, rs.erase(m, check=False)[0], samples=2, gradient_study=False)
         >>> r.models[1].last.kind  # the add that feeds the head after EraseReLU
         'merge'
     """
@@ -193,7 +212,11 @@ def models_from_directory(path, trust_code: bool = False) -> tuple[nn.Module, nn
     name and shape it shares (all of them after EraseReLU), so both models carry the same training.
 
     Example:
-        >>> original, rewritten, note = models_from_directory("runs/er110")  # doctest: +SKIP
+        >>> import tempfile, relu_surgery as rs
+        >>> new, report = rs.erase(rs.create_model("cifar_resnet20"), check=False)
+        >>> original, rewritten, note = models_from_directory(rs.save(new, tempfile.mkdtemp() + "/er20"))
+        >>> note.split(":")[1].strip()
+        '116 of 116 tensors taken from ...'
     """
     from ..models.resolve import create_model  # noqa: PLC0415
     from ..models.saving import load, read_recipe  # noqa: PLC0415

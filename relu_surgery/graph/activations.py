@@ -25,12 +25,12 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .._compat import children
 from ..errors import SelectionError
 
 __all__ = [
     "ActivationRef",
     "KNOWN_KINDS",
-    "RELU_FAMILY",
     "activation_of",
     "module_activation_kind",
     "composite_activation",
@@ -88,7 +88,6 @@ _METHOD_KINDS = {
 KNOWN_KINDS = frozenset(
     [k for _, k in _MODULE_KINDS] + list(_CLASS_NAME_KINDS.values()) + list(_FUNCTION_KINDS.values())
 )
-RELU_FAMILY = ("relu",)
 
 _ALIASES = {"swish": "silu", "leakyrelu": "leaky_relu", "hard_swish": "hardswish"}
 
@@ -99,6 +98,10 @@ class ActivationRef:
 
     ``composite`` is the qualified name of the norm+act leaf holding it (None for plain sites);
     ``inplace`` says whether the original call mutates its input.
+
+    Example:
+        >>> ActivationRef("relu", "F.relu").composite is None
+        True
     """
 
     kind: str
@@ -139,7 +142,7 @@ def module_activation_kind(module: nn.Module) -> str | None:
     if kind is not _BY_NAME:
         return kind
     name = type(module).__name__.lower()
-    if all(m is None for m in module._modules.values()) and all(p is None for p in module._parameters.values()):
+    if next(module.children(), None) is None and next(module.parameters(recurse=False), None) is None:
         return _CLASS_NAME_KINDS.get(name)
     return "prelu" if name == "prelu" else None
 
@@ -167,7 +170,7 @@ def submodule(root: nn.Module, target: str) -> nn.Module:
     module = root
     try:
         for part in target.split("."):
-            module = module._modules[part]
+            module = children(module)[part]
     except (KeyError, AttributeError):
         return root.get_submodule(target)  # raises its own clear error when there is none
     if module is None:

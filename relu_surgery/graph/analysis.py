@@ -23,6 +23,7 @@ from .copying import private_copy
 from ..errors import NoBlocksError
 from .example_inputs import example_input_for
 from .intake import match_input, unwrap_model
+from .provenance import provenance_of
 from .records import Block
 from .tracing import TracedModel, annotate_shapes, trace
 
@@ -30,10 +31,13 @@ __all__ = ["Analysis", "analyze", "find_blocks", "count_sites", "model_label"]
 
 
 def model_label(model: nn.Module) -> str:
-    """The name a report shows: the source name a model was created from, else its class."""
-    recipe = getattr(model, "rs_recipe", None)
-    source = recipe["source"] if recipe else getattr(model, "rs_source", None)
-    return source["name"] if source else type(model).__name__
+    """The name a report shows: the source name a model was created from, else its class.
+
+    Example:
+        >>> model_label(nn.Linear(2, 2))
+        'Linear'
+    """
+    return provenance_of(model).label(model)
 
 
 def count_sites(gm: torch.fx.GraphModule) -> dict[str, int]:
@@ -53,7 +57,13 @@ def count_sites(gm: torch.fx.GraphModule) -> dict[str, int]:
 
 @dataclass
 class Analysis:
-    """A private copy of a model, its trace, its blocks and an example input for checks."""
+    """A private copy of a model, its trace, its blocks and an example input for checks.
+
+    Example:
+        >>> a = analyze(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)))
+        >>> [b.name for b in a.blocks], tuple(a.example_input.shape), a.label
+        (['0'], (1, 4), 'Sequential')
+    """
 
     source: nn.Module
     traced: TracedModel
@@ -71,6 +81,12 @@ def analyze(model: nn.Module, example_input=None, spec: BlockSpec | None = None,
     """Copy ``model``, trace the copy and find its blocks (the caller's model is not touched).
 
     Raises :class:`NoBlocksError` with a hint when ``require_blocks`` and nothing is found.
+
+    Example:
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+        >>> a = analyze(model)
+        >>> a.source is not model, [s.name for s in a.blocks[0].sites]
+        (True, ['1'])
     """
     source = private_copy(model)
     source.train(model.training)

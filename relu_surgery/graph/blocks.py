@@ -51,10 +51,13 @@ _PASS_ROLES = ("transparent", "merge")
 def register_block_type(pattern: str) -> None:
     """Make every module whose class name matches ``pattern`` (a glob) a block.
 
+    The registration is process-wide; remove the pattern from :data:`BLOCK_TYPE_PATTERNS` to undo it.
+
     Example:
         >>> register_block_type("MyFancyUnit")
         >>> "MyFancyUnit" in BLOCK_TYPE_PATTERNS
         True
+        >>> BLOCK_TYPE_PATTERNS.remove("MyFancyUnit")  # undone: nothing leaks into other code
     """
     if pattern not in BLOCK_TYPE_PATTERNS:
         BLOCK_TYPE_PATTERNS.append(pattern)
@@ -66,6 +69,11 @@ class BlockSpec:
 
     ``predicate(name, module) -> bool`` decides per qualified module name (``module`` is None for a
     container a rewritten GraphModule no longer holds).
+
+    Example:
+        >>> spec = BlockSpec(types=("Bottleneck",), names=("layer4.*",))
+        >>> bool(spec), spec.to_recipe()
+        (True, {'block_types': ['Bottleneck'], 'block_names': ['layer4.*']})
     """
 
     types: tuple = ()

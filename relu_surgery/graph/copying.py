@@ -2,7 +2,8 @@
 
 Every rewrite works on a copy so the caller's model is never changed. A plain ``copy.deepcopy``
 clones every weight up front, which for ResNet-152 costs more than tracing it. Here each dense
-parameter and buffer is copied with torch's copy-on-write clone (``torch._lazy_clone``): the copy
+parameter and buffer is copied with torch's copy-on-write clone (private: see
+:mod:`relu_surgery._compat`): the copy
 shares memory with the original until either is written to (an optimizer step, ``load_state_dict``,
 an in-place edit), and the write then gives the written tensor its own memory. Reads never copy.
 Where torch lacks copy-on-write, or a tensor is not a plain dense one, it is cloned as usual.
@@ -29,9 +30,9 @@ from functools import cache
 import torch
 import torch.nn as nn
 
-__all__ = ["private_copy", "copy_on_write_available", "paused_gc"]
+from .._compat import MODULE_CHILDREN, MODULE_TENSORS, is_view, lazy_clone, storage_key
 
-_LAZY_CLONE = getattr(torch, "_lazy_clone", None)
+__all__ = ["private_copy", "copy_on_write_available", "paused_gc"]
 
 
 def copy_on_write_available() -> bool:
@@ -41,13 +42,13 @@ def copy_on_write_available() -> bool:
         >>> isinstance(copy_on_write_available(), bool)
         True
     """
-    return _LAZY_CLONE is not None
+    return lazy_clone is not None
 
 
 def _lazy_copyable(tensor: torch.Tensor) -> bool:
     return (
         tensor.layout == torch.strided and not tensor.is_quantized and tensor.device.type != "meta"
-        and not tensor.is_nested and tensor.is_leaf and tensor._base is None
+        and not tensor.is_nested and tensor.is_leaf and not is_view(tensor)
     )
 
 
@@ -57,13 +58,13 @@ def _lazy_copy(tensor: torch.Tensor) -> torch.Tensor | None:
     Memory torch cannot share copy-on-write (``share_memory()``, numpy or mmap-backed tensors)
     gives None: such tensors are cloned by ``deepcopy`` as usual.
     """
-    if _LAZY_CLONE is None or not _lazy_copyable(tensor):
+    if lazy_clone is None or not _lazy_copyable(tensor):
         return None
     try:
         if type(tensor) is nn.Parameter:
-            return nn.Parameter(_LAZY_CLONE(tensor.detach()), tensor.requires_grad)
+            return nn.Parameter(lazy_clone(tensor.detach()), tensor.requires_grad)
         if type(tensor) is torch.Tensor and not tensor.requires_grad:
-            lazy = _LAZY_CLONE(tensor)
+            lazy = lazy_clone(tensor)
             if tensor.__dict__:  # attributes set on a buffer (deepcopy keeps them)
                 lazy.__dict__.update(copy.deepcopy(tensor.__dict__))
             return lazy
@@ -78,7 +79,7 @@ def _lazy_copies(model: nn.Module) -> dict[int, torch.Tensor]:
     Tensors sharing a storage with another (a buffer that views another) are left to ``deepcopy``,
     which keeps the sharing.
     """
-    tensors = [(t, t.untyped_storage()._cdata) for t in (*model.parameters(), *model.buffers())
+    tensors = [(t, storage_key(t)) for t in (*model.parameters(), *model.buffers())
                if t.device.type != "meta"]
     users = Counter(storage for _, storage in tensors)
     copies = {}
@@ -164,9 +165,9 @@ def _copy_module(module: nn.Module, memo: dict) -> nn.Module:
     memo[id(module)] = new
     copied = {}
     for key, value in state.items():
-        if key == "_modules":
+        if key == MODULE_CHILDREN:
             copied[key] = type(value)((k, None if m is None else _copy_module(m, memo)) for k, m in value.items())
-        elif key in ("_parameters", "_buffers"):
+        elif key in MODULE_TENSORS:
             copied[key] = type(value)((k, _copy_tensor(t, memo)) for k, t in value.items())
         elif type(value) in _ATOMIC or (type(value) is tuple and all(type(v) in _ATOMIC for v in value)):
             copied[key] = value  # immutable: deepcopy returns these objects themselves

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from .intake import model_dtype_device
+from .provenance import provenance_of
 from .running import eval_mode
 from ..errors import SurgeryError
 
@@ -21,14 +22,14 @@ _SPATIAL_TRIES = (32, 28, 64, 224, 96, 128, 299)
 
 
 def declared_input_size(model: nn.Module) -> tuple[int, ...] | None:
-    """Input size (no batch) a model declares: relu_surgery's tag, timm's pretrained_cfg, torchvision.
+    """Input size (no batch) a model declares: its provenance (zoo models), timm's pretrained_cfg, torchvision.
 
     Example:
         >>> import timm
         >>> declared_input_size(timm.create_model("resnet18"))
         (3, 224, 224)
     """
-    size = getattr(model, "rs_input_size", None)
+    size = provenance_of(model).input_size
     if size:
         return tuple(size)
     for attr in ("pretrained_cfg", "default_cfg"):
@@ -62,6 +63,10 @@ def example_input_for(model: nn.Module, batch: int = 1, seed: int = 0) -> torch.
     model's floating dtype and on its device.
 
     Raises :class:`SurgeryError` when no size works: pass ``example_input`` / ``--input-size``.
+
+    Example:
+        >>> tuple(example_input_for(nn.Conv2d(3, 4, 3), batch=2).shape)
+        (2, 3, 32, 32)
     """
     gen = torch.Generator().manual_seed(seed)
     dtype, device = model_dtype_device(model)

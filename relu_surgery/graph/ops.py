@@ -21,18 +21,16 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .._compat import BatchNormBase, DropoutBase, InstanceNormBase
 from .activations import activation_of, submodule
 
-__all__ = ["op_role", "is_tensor_add", "is_cat", "WEIGHT_TYPES", "NORM_TYPES"]
+__all__ = ["op_role", "is_channelwise", "is_tensor_add", "is_cat", "WEIGHT_TYPES", "NORM_TYPES"]
 
 WEIGHT_TYPES = (
     nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
     nn.Linear, nn.Bilinear, nn.Embedding, nn.MultiheadAttention,
 )
-NORM_TYPES = (
-    nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm,
-    nn.modules.instancenorm._InstanceNorm,
-)
+NORM_TYPES = (BatchNormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm, InstanceNormBase)
 
 _WEIGHT_FUNCTIONS = {
     F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d,
@@ -43,28 +41,37 @@ _NORM_FUNCTIONS = {F.batch_norm, F.layer_norm, F.group_norm, F.instance_norm, F.
 _ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
 _ADD_METHODS = {"add", "add_"}
 _CAT_FUNCTIONS = {torch.cat, torch.concat, torch.stack}
-_TRANSPARENT_FUNCTIONS = {
-    F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
-    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool2d,
-    F.dropout, F.dropout2d, F.dropout3d, F.alpha_dropout, F.pad, torch.flatten, torch.reshape,
-    torch.permute, torch.transpose, torch.squeeze, torch.unsqueeze, torch.chunk, torch.split,
-    torch.mean, operator.getitem, getattr, F.interpolate, torch.nn.functional.pixel_shuffle,
-}
-_TRANSPARENT_METHODS = {
-    "view", "reshape", "flatten", "permute", "transpose", "contiguous", "squeeze", "unsqueeze",
-    "chunk", "split", "mean", "size", "dim", "to", "float", "half", "type_as", "clone", "expand",
-    "expand_as", "repeat", "narrow",
-}
-_TRANSPARENT_MODULES = (
-    nn.Identity, nn.Flatten, nn.Unflatten,
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool2d,
-    nn.modules.dropout._DropoutNd, nn.ZeroPad2d, nn.ConstantPad2d, nn.Upsample, nn.PixelShuffle,
+# Channel-wise ops: each output channel comes from its own input channel only (pool, dropout,
+# identity, resizing, dtype moves), so a CReLU's doubled channels pass through them unchanged. All
+# are transparent, except NormPropCorrection (an elementwise affine map, role "other").
+_CHANNELWISE_MODULES = (
+    nn.Identity, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
+    DropoutBase, nn.ZeroPad2d, nn.Upsample,
 )
-# Library modules without parameters that only pool, drop or reshape (matched by class name).
-_TRANSPARENT_CLASS_NAMES = {
-    "DropPath", "StochasticDepth", "DropBlock2d", "SelectAdaptivePool2d", "AdaptiveAvgMaxPool2d",
-    "FastAdaptiveAvgPool", "AvgPool2dSame", "MaxPool2dSame", "BlurPool2d", "Permute",
+_CHANNELWISE_FUNCTIONS = {
+    F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
+    F.adaptive_avg_pool2d, F.adaptive_max_pool2d, F.dropout, F.dropout2d, F.interpolate,
+}
+_CHANNELWISE_METHODS = {"contiguous", "clone", "float", "half", "to", "type_as"}
+# Library modules without parameters that only drop or pool (matched by class name).
+_CHANNELWISE_CLASS_NAMES = {"DropPath", "StochasticDepth", "DropBlock2d"}
+_CHANNELWISE_OTHER_CLASS_NAMES = {"NormPropCorrection"}
+
+# Transparent ops: the channel-wise ones plus reshapes, padding, reductions and indexing.
+_TRANSPARENT_FUNCTIONS = _CHANNELWISE_FUNCTIONS | {
+    F.adaptive_avg_pool1d, F.adaptive_avg_pool3d, F.dropout3d, F.alpha_dropout, F.pad, torch.flatten,
+    torch.reshape, torch.permute, torch.transpose, torch.squeeze, torch.unsqueeze, torch.chunk, torch.split,
+    torch.mean, operator.getitem, getattr, torch.nn.functional.pixel_shuffle,
+}
+_TRANSPARENT_METHODS = _CHANNELWISE_METHODS | {
+    "view", "reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze", "chunk", "split", "mean",
+    "size", "dim", "expand", "expand_as", "repeat", "narrow",
+}
+_TRANSPARENT_MODULES = _CHANNELWISE_MODULES + (nn.Flatten, nn.Unflatten, nn.ConstantPad2d, nn.PixelShuffle)
+_TRANSPARENT_CLASS_NAMES = _CHANNELWISE_CLASS_NAMES | {
+    "SelectAdaptivePool2d", "AdaptiveAvgMaxPool2d", "FastAdaptiveAvgPool", "AvgPool2dSame", "MaxPool2dSame",
+    "BlurPool2d", "Permute",
 }
 
 
@@ -77,7 +84,13 @@ def _is_scalar_product(node: fx.Node) -> bool:
 
 
 def is_tensor_add(node: fx.Node) -> bool:
-    """True for ``a + b`` / ``torch.add`` / ``a.add_(b)`` with two tensor operands."""
+    """True for ``a + b`` / ``torch.add`` / ``a.add_(b)`` with two tensor operands.
+
+    Example:
+        >>> gm = fx.symbolic_trace(lambda x: x + x)
+        >>> [is_tensor_add(n) for n in gm.graph.nodes]
+        [False, True, False]
+    """
     if node.op == "call_function" and node.target in _ADD_FUNCTIONS:
         return sum(isinstance(a, fx.Node) for a in node.args[:2]) == 2
     if node.op == "call_method" and node.target in _ADD_METHODS:
@@ -86,7 +99,13 @@ def is_tensor_add(node: fx.Node) -> bool:
 
 
 def is_cat(node: fx.Node) -> bool:
-    """True for ``torch.cat`` / ``concat`` / ``stack`` (the join of multi-branch modules)."""
+    """True for ``torch.cat`` / ``concat`` / ``stack`` (the join of multi-branch modules).
+
+    Example:
+        >>> gm = fx.symbolic_trace(lambda x: torch.cat([x, x]))
+        >>> [is_cat(n) for n in gm.graph.nodes]
+        [False, True, False]
+    """
     return node.op == "call_function" and node.target in _CAT_FUNCTIONS
 
 
@@ -138,3 +157,22 @@ def op_role(node: fx.Node, root: nn.Module) -> str:
         return "other"
     return "other"
 
+
+def is_channelwise(node: fx.Node, root: nn.Module) -> bool:
+    """True when each output channel of ``node`` comes from its own input channel only (pool,
+    dropout, identity, resize, dtype move, NormProp's correction): what a CReLU's doubled channels
+    may pass through on their way to a weight layer.
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.MaxPool2d(2), nn.Flatten()))
+        >>> [is_channelwise(n, gm) for n in list(gm.graph.nodes)[1:3]]
+        [True, False]
+    """
+    if node.op == "call_module":
+        module = submodule(root, str(node.target))
+        name = type(module).__name__
+        return (isinstance(module, _CHANNELWISE_MODULES) or name in _CHANNELWISE_CLASS_NAMES
+                or name in _CHANNELWISE_OTHER_CLASS_NAMES)
+    if node.op == "call_function":
+        return node.target in _CHANNELWISE_FUNCTIONS
+    return node.op == "call_method" and node.target in _CHANNELWISE_METHODS

@@ -26,6 +26,10 @@ class Site:
     ``BatchNormAct2d.act (ReLU)``), ``location`` first / middle / last within its block, ``index``
     its 1-based position in the block's execution order, ``node`` the FX node name (internal),
     ``composite`` the norm+act leaf holding it, if any.
+
+    Example:
+        >>> Site("layer1.0.relu", "relu", "nn.ReLU", "first", 1, "layer1_0_relu").to_dict()["name"]
+        'layer1.0.relu'
     """
 
     name: str
@@ -52,6 +56,10 @@ class Block:
     ``pre-activation`` (an activation comes before its first weight layer and none is last),
     ``linear-output`` (it ends with a weight or norm layer), ``no-activation``, or ``opaque`` (a leaf
     the tracer does not enter).
+
+    Example:
+        >>> Block(1, "layer1.0", "BasicBlock", "layer1", ()).to_dict(selected=True)["selected"]
+        True
     """
 
     index: int

@@ -22,7 +22,16 @@ __all__ = ["eval_mode", "first_tensor"]
 
 @contextmanager
 def eval_mode(model: nn.Module):
-    """Put ``model`` in eval mode for the block and restore every submodule's mode after."""
+    """Put ``model`` in eval mode for the block and restore every submodule's mode after.
+
+    Example:
+        >>> m = nn.BatchNorm1d(2).train()
+        >>> with eval_mode(m):
+        ...     m.training
+        False
+        >>> m.training
+        True
+    """
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
@@ -33,7 +42,12 @@ def eval_mode(model: nn.Module):
 
 
 def first_tensor(output):
-    """The first tensor of a model output (tensor, tuple/list, dict or named tuple)."""
+    """The first tensor of a model output (tensor, tuple/list, dict or named tuple).
+
+    Example:
+        >>> first_tensor({"logits": torch.zeros(2), "aux": torch.ones(1)}).shape
+        torch.Size([2])
+    """
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, dict):

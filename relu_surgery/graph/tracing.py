@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
 import torch.fx as fx
@@ -31,14 +30,23 @@ import torch.nn as nn
 
 from .activations import is_norm_act_layer, module_activation_kind, submodule
 from ..errors import TraceError
+from .provenance import provenance_of
 
-__all__ = ["TracedModel", "ScopeTracer", "trace", "is_scoped", "annotate_shapes", "adopt_scope", "graph_records", "graph_code", "unified_code_diff"]
+__all__ = ["TracedModel", "ScopeTracer", "trace", "is_scoped", "annotate_shapes", "adopt_scope", "graph_records",
+           "graph_code"]
 
 _MAX_RETRIES = 64
 
 
 class ScopeTracer(fx.Tracer):
-    """An FX tracer that stamps each node with the module scope that created it."""
+    """An FX tracer that stamps each node with the module scope that created it.
+
+    Example:
+        >>> outer = nn.Sequential(nn.Sequential(nn.ReLU()))
+        >>> graph = ScopeTracer().trace(outer)
+        >>> [n.meta["rs_scope"] for n in graph.nodes if n.op == "call_module"]
+        [('0', '0.0')]
+    """
 
     def __init__(self, leaf_names=(), leaf_types=(), autowrap_functions=()):
         super().__init__(autowrap_functions=tuple(autowrap_functions))
@@ -85,6 +93,11 @@ class TracedModel:
     ``source`` is the module that was traced (the GraphModule shares its leaf modules).
     ``leaves`` maps each submodule made a leaf because FX could not trace it to the reason.
     ``warnings`` holds notes a user should see (train/eval differences, ...).
+
+    Example:
+        >>> traced = trace(nn.Sequential(nn.ReLU()))
+        >>> isinstance(traced.graph_module, fx.GraphModule), traced.leaves
+        (True, {})
     """
 
     graph_module: fx.GraphModule
@@ -92,22 +105,15 @@ class TracedModel:
     leaves: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
-    def node_named(self, name: str) -> fx.Node:
-        """The node whose qualified name (``rs_name``) is ``name``."""
-        for node in self.graph_module.graph.nodes:
-            if node.meta.get("rs_name") == name:
-                return node
-        raise KeyError(name)
-
 
 def _library_leaves(model: nn.Module) -> tuple[tuple, tuple]:
     """timm's notrace modules/functions when the model uses timm, else empty."""
     uses_timm = any(type(m).__module__.startswith("timm.") for m in model.modules())
     if not uses_timm:
         return (), ()
-    from timm.layers import _fx as timm_fx  # noqa: PLC0415 (timm is heavy; import only when used)
+    from timm.layers import get_notrace_functions, get_notrace_modules  # noqa: PLC0415 (timm is heavy)
 
-    return tuple(timm_fx.get_notrace_modules()), tuple(timm_fx.get_notrace_functions())
+    return tuple(get_notrace_modules()), tuple(get_notrace_functions())
 
 
 def _opaque_library_leaves(gm: fx.GraphModule, leaf_types: tuple) -> dict[str, str]:
@@ -147,7 +153,12 @@ def _name_nodes(graph: fx.Graph) -> None:
 
 
 def is_scoped(model: nn.Module) -> bool:
-    """True for a GraphModule made by relu_surgery (its nodes still carry scope metadata)."""
+    """True for a GraphModule made by relu_surgery (its nodes still carry scope metadata).
+
+    Example:
+        >>> is_scoped(trace(nn.ReLU()).graph_module), is_scoped(fx.symbolic_trace(nn.ReLU()))
+        (True, False)
+    """
     return isinstance(model, fx.GraphModule) and all(
         "rs_scope" in n.meta for n in model.graph.nodes if n.op != "output"
     )
@@ -165,7 +176,7 @@ def trace(model: nn.Module, leaf_modules=(), concrete_args=None) -> TracedModel:
         {}
     """
     if is_scoped(model):  # a rewritten model: its graph (and scopes) are already known
-        return TracedModel(model, model, dict(getattr(model, "rs_leaves", {})))
+        return TracedModel(model, model, dict(provenance_of(model).leaves))
     leaf_types, wrap_fns = _library_leaves(model)
     leaves: dict[str, str] = {}
     names = set(leaf_modules)
@@ -256,15 +267,3 @@ def graph_code(gm: fx.GraphModule) -> str:
         True
     """
     return gm.code.strip() + "\n"
-
-
-def unified_code_diff(before: fx.GraphModule, after: fx.GraphModule, name: str = "model") -> str:
-    """Unified diff of two GraphModules' generated forward code."""
-    return "".join(
-        difflib.unified_diff(
-            graph_code(before).splitlines(keepends=True),
-            graph_code(after).splitlines(keepends=True),
-            fromfile=f"{name} (before)",
-            tofile=f"{name} (after)",
-        )
-    )

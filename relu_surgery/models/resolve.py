@@ -1,8 +1,9 @@
 """Resolve what a user names to a model: a saved rewrite directory, or a source name to build.
 
 Example:
+    >>> from relu_surgery.graph.provenance import provenance_of
     >>> m = create_model("tv:resnet18", num_classes=10)
-    >>> m.rs_source["source"], m.fc.out_features
+    >>> provenance_of(m).source["source"], m.fc.out_features
     ('torchvision', 10)
 """
 
@@ -28,7 +29,8 @@ def create_model(name: str, pretrained: bool = False, *, trust_code: bool = Fals
     unless ``pretrained``).
 
     Example:
-        >>> create_model("resnet18").rs_source["source"]
+        >>> from relu_surgery.graph.provenance import provenance_of
+        >>> provenance_of(create_model("resnet18")).source["source"]
         'timm'
     """
     if os.path.isdir(name) or recover_directory(name):

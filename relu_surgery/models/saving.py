@@ -13,7 +13,7 @@ directory holding anything else is refused.
 Example:
     >>> import tempfile, relu_surgery as rs
     >>> model = rs.create_model("cifar_resnet20")
-    >>> new, report = rs.erase(model, proportion=0.5)
+    >>> new, report = rs.erase(model, proportion=0.5, check=False)
     >>> out = save(new, tempfile.mkdtemp() + "/er20", report)
     >>> load(out).code == new.code
     True
@@ -29,6 +29,7 @@ import torch.nn as nn
 from .._version import __version__
 from ..atomic import recover_directory, replace_directory
 from ..errors import OutputExistsError, SurgeryError, WeightsError
+from ..graph.provenance import recipe_of
 from ..surgery.registry import replay
 from .recipe import RECIPE, is_relu_surgery_recipe, read_recipe
 from .sources import build_source
@@ -90,8 +91,8 @@ def save(model: nn.Module, out_dir, report=None, force: bool = False) -> Path:
         >>> sorted(p.name for p in save(new, tempfile.mkdtemp() + "/o", report).iterdir())[:2]
         ['recipe.json', 'report.json']
     """
-    recipe = getattr(model, "rs_recipe", None)
-    if recipe is None or recipe["source"].get("kwargs") is None:
+    recipe = recipe_of(model)
+    if recipe["source"].get("kwargs") is None:
         raise SurgeryError(
             "cannot save: the source model is unknown; build it with rs.create_model(name) "
             "(e.g. 'package.module:callable') before rewriting"
@@ -107,7 +108,7 @@ def save(model: nn.Module, out_dir, report=None, force: bool = False) -> Path:
         save_model(model, str(tmp / WEIGHTS))
         (tmp / RECIPE).write_text(text + "\n")
         if report is not None:
-            (tmp / "report.json").write_text(report.dumps() + "\n")
+            (tmp / "report.json").write_text(report.to_json() + "\n")
             (tmp / "report.md").write_text(report.to_markdown())
             (tmp / "report.txt").write_text(str(report) + "\n")
 
@@ -150,8 +151,10 @@ def load(path, trust_code: bool = False) -> nn.Module:
     while it is read is read again, so recipe and weights always come from the same save.
 
     Example:
-        >>> # model = relu_surgery.load("runs/er110")
-        >>> # model = relu_surgery.load("runs/mine", trust_code=True)   # a recipe naming your own code
+        >>> import tempfile, relu_surgery as rs
+        >>> new, _ = rs.erase(rs.create_model("cifar_resnet20"), check=False)
+        >>> load(save(new, tempfile.mkdtemp() + "/er")).code == new.code
+        True
     """
     path = Path(path)
     recover_directory(path)

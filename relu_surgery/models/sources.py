@@ -6,8 +6,9 @@ Sources, in order for a bare name: the papers' zoo, timm, torchvision. Prefixes 
 :mod:`relu_surgery.models.resolve`'s business.
 
 Example:
+    >>> from relu_surgery.graph.provenance import provenance_of
     >>> m = build_from_source("tv:resnet18", num_classes=10)
-    >>> m.rs_source["source"], m.fc.out_features
+    >>> provenance_of(m).source["source"], m.fc.out_features
     ('torchvision', 10)
 """
 
@@ -21,6 +22,7 @@ import sys
 import torch.nn as nn
 
 from ..errors import ModelNotFoundError, SurgeryError
+from ..graph.provenance import Provenance, set_provenance
 
 __all__ = ["build_from_source", "build_source", "resolve_name", "list_models", "all_model_names", "is_user_code",
            "TRUSTED_MODULES"]
@@ -69,7 +71,13 @@ def _tv_names() -> list[str]:
 
 
 def all_model_names() -> dict[str, list[str]]:
-    """Every name each source knows: {"zoo": [...], "timm": [...], "torchvision": [...]}."""
+    """Every name each source knows: {"zoo": [...], "timm": [...], "torchvision": [...]}.
+
+    Example:
+        >>> names = all_model_names()
+        >>> sorted(names), "resnet50" in names["timm"], "cifar_resnet20" in names["zoo"]
+        (['timm', 'torchvision', 'zoo'], True, True)
+    """
     return {"zoo": _zoo_names(), "timm": _timm_names(), "torchvision": _tv_names()}
 
 
@@ -154,11 +162,13 @@ def _torchvision_weights(name: str, pretrained: bool) -> dict:
 def build_from_source(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
     """Build model ``name`` from the zoo, timm, torchvision or user code (not a saved directory).
 
-    The model remembers where it came from (``model.rs_source``) so a rewrite of it can be saved
-    and rebuilt. ``pretrained`` passes through to timm / torchvision (needs network).
+    The model remembers where it came from (its :class:`~relu_surgery.graph.provenance.Provenance`)
+    so a rewrite of it can be saved and rebuilt. ``pretrained`` passes through to timm /
+    torchvision (needs network).
 
     Example:
-        >>> build_from_source("resnet18").rs_source["source"]
+        >>> from relu_surgery.graph.provenance import provenance_of
+        >>> provenance_of(build_from_source("resnet18")).source["source"]
         'timm'
     """
     return build_source(name, kwargs, pretrained)
@@ -177,12 +187,13 @@ def build_source(name: str, kwargs: dict, pretrained: bool = False, search_cwd: 
     source, target = resolve_name(name)
     if source == "directory":
         raise ModelNotFoundError(f"{name!r} is a directory, not a model source name")
+    input_size = None
     try:
         if source == "zoo":
             from .zoo import create_zoo_model, get_zoo_entry  # noqa: PLC0415
 
             model = create_zoo_model(target, **kwargs)
-            model.rs_input_size = get_zoo_entry(target).example_input_size(kwargs.get("in_chans"))
+            input_size = get_zoo_entry(target).example_input_size(kwargs.get("in_chans"))
         elif source == "timm":
             import timm  # noqa: PLC0415
 
@@ -197,5 +208,7 @@ def build_source(name: str, kwargs: dict, pretrained: bool = False, search_cwd: 
         raise SurgeryError(f"cannot build {name!r} with {kwargs}: {exc}") from None
     if not isinstance(model, nn.Module):
         raise SurgeryError(f"{name!r} did not return an nn.Module (got {type(model).__name__})")
-    model.rs_source = {"name": name, "source": source, "kwargs": dict(kwargs)}
-    return model
+    record = Provenance(source={"name": name, "source": source, "kwargs": dict(kwargs)}, input_size=input_size)
+    return set_provenance(model, record)
+
+

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .._compat import tensor_version
 from ..errors import SurgeryError
 from ..graph.running import eval_mode, first_tensor
 
@@ -33,7 +34,12 @@ def count_params(model: nn.Module) -> int:
 
 @dataclass(frozen=True)
 class Measurement:
-    """One eval-mode forward pass: MACs, output shape, whether every output value is finite."""
+    """One eval-mode forward pass: MACs, output shape, whether every output value is finite.
+
+    Example:
+        >>> measure(nn.Linear(3, 2), torch.zeros(1, 3))
+        Measurement(macs=6, output_shape=(1, 2), finite=True)
+    """
 
     macs: int
     output_shape: tuple[int, ...]
@@ -66,8 +72,16 @@ def snapshot_state(model: nn.Module) -> dict:
     No copy is made: a rewrite that changes a tensor in place bumps its version, one that
     replaces it puts a new tensor object in the new state dict. Compare it with
     ``model.state_dict(keep_vars=True)`` so unchanged tensors are the same objects.
+
+    Example:
+        >>> lin = nn.Linear(2, 2)
+        >>> before = snapshot_state(lin)
+        >>> with torch.no_grad():
+        ...     _ = lin.bias.zero_()
+        >>> state_dict_diff(before, lin.state_dict(keep_vars=True))["values_changed"]
+        ['bias']
     """
-    return {k: (v, v._version) for k, v in model.state_dict(keep_vars=True).items()}
+    return {k: (v, tensor_version(v)) for k, v in model.state_dict(keep_vars=True).items()}
 
 
 def state_dict_diff(before: dict, after: dict) -> dict:
@@ -99,6 +113,6 @@ def _value_changed(old: tuple, new: torch.Tensor) -> bool:
     if tuple(tensor.shape) != tuple(new.shape):
         return False  # reported as reshaped
     if new is tensor:
-        return version is not None and new._version != version
+        return version is not None and tensor_version(new) != version
     # a different tensor object: compare values (reads only, so copy-on-write copies stay shared)
     return tensor.device.type != "meta" and not torch.equal(tensor.detach(), new.detach())

@@ -12,7 +12,7 @@ self-contained page: summary, the inline SVG, the table of changes; no network, 
 
 Example:
     >>> import relu_surgery as rs
-    >>> new, report = rs.erase(rs.create_model("cifar_resnet20"), proportion=0.5)
+    >>> new, report = rs.erase(rs.create_model("cifar_resnet20"), proportion=0.5, check=False)
     >>> path = draw_report(report, "/tmp/er20.svg")
     >>> "relu2" in path.read_text()
     True
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SurgeryError
+from .tables import changes_table, summary_table
 from .report import Report
 
 __all__ = ["DrawingError", "Pattern", "change_patterns", "draw_report", "FORMATS"]
@@ -36,12 +37,28 @@ MAX_PANELS = 6
 
 
 class DrawingError(SurgeryError):
-    """A graph drawing that cannot be made (unknown file suffix)."""
+    """A graph drawing that cannot be made (unknown file suffix).
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> _, report = rs.erase(rs.create_model("cifar_resnet20"), check=False)
+        >>> draw_report(report, "/tmp/er20.pdf")
+        Traceback (most recent call last):
+        ...
+        relu_surgery.report.drawing.DrawingError: --graph must name a .svg, .png or .html file, got 'er20.pdf'
+    """
 
 
 @dataclass
 class Pattern:
-    """Blocks that changed the same way; ``blocks`` are 1-based indices (0: outside every block)."""
+    """Blocks that changed the same way; ``blocks`` are 1-based indices (0: outside every block).
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> _, report = rs.erase(rs.create_model("cifar_resnet20"), proportion=1.0, check=False)
+        >>> [(p.blocks[:2], len(p.changes)) for p in change_patterns(report)]
+        [([1, 2], 7), ([4, 7], 2)]
+    """
 
     key: tuple
     blocks: list[int]
@@ -76,7 +93,7 @@ def change_patterns(report: Report) -> list[Pattern]:
 
     Example:
         >>> import relu_surgery as rs
-        >>> _, report = rs.erase(rs.create_model("cifar_resnet20"), proportion=1.0)
+        >>> _, report = rs.erase(rs.create_model("cifar_resnet20"), proportion=1.0, check=False)
         >>> [(p.blocks, p.key[0]) for p in change_patterns(report)]
         [([1, 2, 3, 5, 6, 8, 9], 'BasicBlock'), ([4, 7], 'BasicBlock')]
     """
@@ -147,7 +164,7 @@ def draw_report(report: Report, path) -> Path:
 
     Example:
         >>> import relu_surgery as rs
-        >>> _, report = rs.crelu(rs.create_model("cifar_resnet20"), blocks="1")
+        >>> _, report = rs.crelu(rs.create_model("cifar_resnet20"), blocks="1", check=False)
         >>> draw_report(report, "/tmp/crelu.html").suffix
         '.html'
     """
@@ -186,11 +203,6 @@ def _html_page(report: Report, fig) -> str:
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg"):]
     steps = " + ".join(s.rewrite for s in report.steps)
-    summary = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                      for k, v in report.summary_lines())
-    changes = "".join(
-        f"<tr><td>{c.block}</td><td><code>{html.escape(c.site)}</code></td><td>{html.escape(c.before)}</td>"
-        f"<td>{html.escape(c.after)}</td></tr>" for c in report.changes)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>relu_surgery {html.escape(steps)}: {html.escape(report.model)}</title>
@@ -198,10 +210,10 @@ def _html_page(report: Report, fig) -> str:
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}} svg{{max-width:100%;height:auto}}</style>
 </head><body>
 <h1>relu_surgery {html.escape(steps)}: <code>{html.escape(report.model)}</code></h1>
-<table>{summary}</table>
+{summary_table(report)}
 <h2>Changed blocks, before and after</h2>
 {svg}
 <h2>Changes ({len(report.changes)})</h2>
-<table><tr><th>block</th><th>site</th><th>before</th><th>after</th></tr>{changes}</table>
+{changes_table(report)}
 </body></html>
 """

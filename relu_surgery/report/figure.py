@@ -23,7 +23,12 @@ IN, OUT = "(block input)", "(block output)"
 
 
 def node_levels(records: list[dict]) -> dict[str, int]:
-    """Level of each node: 1 + the highest level among its inputs inside ``records`` (outside ones: 0)."""
+    """Level of each node: 1 + the highest level among its inputs inside ``records`` (outside ones: 0).
+
+    Example:
+        >>> node_levels([{"name": "conv", "inputs": ["x"]}, {"name": "relu", "inputs": ["conv"]}])
+        {'conv': 1, 'relu': 2}
+    """
     names = {r["name"] for r in records}
     level: dict[str, int] = {}
     for r in records:
@@ -174,7 +179,15 @@ def _change_list(ax, report) -> None:
 
 
 def render_figure(report, panels: list[tuple], hidden: int):
-    """The figure: legend, overview strip, then per panel (letter, pattern, before, after, marks...) two axes."""
+    """The figure: legend, overview strip, then per panel (letter, pattern, before, after, marks...) two axes.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> _, report = rs.erase(rs.create_model("cifar_resnet20"), dry_run=True)
+        >>> fig = render_figure(report, [], 0)  # a dry run: no panels, the planned changes as text
+        >>> len(fig.axes)
+        3
+    """
     heights = [0.3, 1.0, 0.35] + ([] if panels else [0.2 * min(len(report.changes), 12) + 0.6]) + [0.5 * (max(len(set(node_levels(p[2]).values())), len(set(node_levels(p[3]).values()))) + 2)
                        for p in panels]
     inches = sum(heights) + 0.8

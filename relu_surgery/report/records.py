@@ -18,6 +18,10 @@ class SiteChange:
 
     ``kind`` is the site's activation kind before, ``new_kind`` the kind it has after ("" when the
     site is removed or is not an activation), so a dry run can predict the site counts.
+
+    Example:
+        >>> SiteChange(1, "layer1.0.relu", "nn.ReLU", "nn.GELU", "layer1_0_relu", "relu", "gelu").new_kind
+        'gelu'
     """
 
     block: int

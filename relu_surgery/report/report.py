@@ -1,11 +1,11 @@
-"""The diff report of a rewrite: one object, rendered as text, JSON, Markdown or a code diff.
+"""The diff report of a rewrite: one object, rendered as text, JSON, Markdown, HTML or a code diff.
 
 Example:
-    >>> import torchvision, relu_surgery as rs
-    >>> new, report = rs.erase(torchvision.models.resnet18(), proportion=0.5)
+    >>> import json, torchvision, relu_surgery as rs
+    >>> new, report = rs.erase(torchvision.models.resnet18(), proportion=0.5, check=False)
     >>> [c.site for c in report.changes]
     ['layer1.0.relu_1', 'layer2.0.relu_1', 'layer3.0.relu_1', 'layer4.0.relu_1']
-    >>> report.to_json()["params_before"] == report.to_json()["params_after"]
+    >>> report.to_dict()["params_before"] == json.loads(report.to_json())["params_after"]
     True
 """
 
@@ -18,13 +18,20 @@ from dataclasses import dataclass, field
 
 from ..graph.records import Block
 from .records import SiteChange
+from .tables import report_html
 
 __all__ = ["StepReport", "Report"]
 
 
 @dataclass(frozen=True)
 class StepReport:
-    """One rewrite step: its settings, which blocks it chose and why, and every site it changed."""
+    """One rewrite step: its settings, which blocks it chose and why, and every site it changed.
+
+    Example:
+        >>> step = StepReport("erase", {"proportion": 1.0}, (1,), "all", (), norms_added=("conv1_norm",))
+        >>> step.norm_lines()
+        [('New norms, untrained (erase)', '1: conv1_norm')]
+    """
 
     rewrite: str
     settings: dict
@@ -79,6 +86,14 @@ class Report:
     ``targets`` are the kinds the rewrite aimed at. ``state_dict`` says which keys were added,
     removed or reshaped. ``forward_check`` records the eval-mode forward pass run after the rewrite
     (``{"skipped": ...}`` when none ran: a dry run or ``check=False``, which also leave MACs None).
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> _, report = rs.erase(rs.create_model("cifar_resnet20"), proportion=1.0, check=False)
+        >>> report.target_sites(), report.target_sites(after=True), report.selected[:3]
+        (19, 10, (1, 2, 3))
+        >>> print(str(report).splitlines()[0])
+        relu_surgery erase: cifar_resnet20
     """
 
     model: str
@@ -139,8 +154,8 @@ class Report:
         return sum(n for k, n in counts.items() if k in self.targets or "all" in self.targets)
 
     # ----------------------------------------------------------------- renderings
-    def to_json(self) -> dict:
-        """A JSON-ready dict (``json.dumps(report.to_json())`` works).
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (``json.dumps(report.to_dict())`` works; :meth:`to_json` does it).
 
         Keys: model, blocks (index, name, type, stage, selected, sites), changes (block, site,
         before, after), params/macs before and after, sites, state_dict, forward_check, steps,
@@ -163,9 +178,13 @@ class Report:
                       "removed": [n for s in self.steps for n in s.norms_removed]},
         }
 
-    def dumps(self) -> str:
-        """The JSON report as a string."""
-        return json.dumps(self.to_json(), indent=2)
+    def to_json(self) -> str:
+        """The report as a JSON string (:meth:`to_dict`, indented): what ``--json`` prints."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    def _repr_html_(self) -> str:
+        """The report in a notebook: the summary and changes tables of the HTML drawing."""
+        return report_html(self)
 
     def code_diff(self) -> str:
         """Unified diff of the generated forward code, before -> after."""

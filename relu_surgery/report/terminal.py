@@ -1,9 +1,13 @@
 """Rich terminal views of reports and block lists (only the CLI imports this module).
 
 Example:
+    >>> import io
     >>> from rich.console import Console
     >>> import relu_surgery as rs, torchvision
-    >>> render_blocks(Console(width=120, record=True), rs.find_blocks(torchvision.models.resnet18()), "resnet18")
+    >>> console = Console(width=120, file=io.StringIO())
+    >>> render_blocks(console, rs.find_blocks(torchvision.models.resnet18()), "resnet18")
+    >>> "resnet18: 8 blocks" in console.file.getvalue()
+    True
 """
 
 from __future__ import annotations
@@ -18,7 +22,17 @@ __all__ = ["render_report", "render_blocks"]
 
 
 def render_blocks(console: Console, blocks: list[Block], title: str, selected=None) -> None:
-    """A table of blocks (index, name, type, stage) with each block's sites and their locations."""
+    """A table of blocks (index, name, type, stage) with each block's sites and their locations.
+
+    Example:
+        >>> from rich.console import Console
+        >>> import relu_surgery as rs
+        >>> import io
+        >>> console = Console(width=120, file=io.StringIO())
+        >>> render_blocks(console, rs.find_blocks(rs.create_model("cifar_resnet20")), "cifar_resnet20")
+        >>> "cifar_resnet20: 9 blocks" in console.file.getvalue()
+        True
+    """
     table = Table(title=f"{title}: {len(blocks)} blocks", show_lines=False)
     for col in ("#", "block", "type", "stage", "site", "kind", "spelling", "location"):
         table.add_column(col, no_wrap=col in ("#", "location"))
@@ -48,7 +62,17 @@ def _render_block_summary(console: Console, report: Report) -> None:
 
 
 def render_report(console: Console, report: Report, show_blocks: bool = True) -> None:
-    """The diff report: summary, selected blocks, every change, warnings."""
+    """The diff report: summary, selected blocks, every change, warnings.
+
+    Example:
+        >>> from rich.console import Console
+        >>> import relu_surgery as rs
+        >>> import io
+        >>> console = Console(width=160, file=io.StringIO())
+        >>> render_report(console, rs.erase(rs.create_model("cifar_resnet20"), check=False)[1], show_blocks=False)
+        >>> "Changes (9)" in console.file.getvalue()
+        True
+    """
     steps = " + ".join(s.rewrite for s in report.steps)
     head = Table(title=f"relu_surgery {steps}: {report.model}" + (" (dry run: plan only)" if report.dry_run else ""),
                  show_header=False)

@@ -18,66 +18,46 @@ default init for its new shape, as when training a CReLU network from scratch).
 
 Example:
     >>> import torch, torchvision
-    >>> new, report = crelu(torchvision.models.resnet18(), example_input=torch.randn(1, 3, 64, 64))
+    >>> new, report = crelu(torchvision.models.resnet18(), example_input=torch.randn(1, 3, 64, 64), check=False)
     >>> [c.site for c in report.changes][:2], report.state_dict["reshaped"][0]
     (['layer1.0.relu', 'layer1.1.relu'], 'layer1.0.conv2.weight: (64, 64, 3, 3) -> (64, 128, 3, 3)')
 """
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from ..graph.activations import activation_of, normalize_kinds
+from .._compat import shallow_copy
+from ..errors import SelectionError
 from ..graph.analysis import Analysis
 from ..graph.blocks import BlockSpec
-from ..errors import SelectionError, SurgeryError
-from ..graph.ops import is_tensor_add, op_role
-from .layers import CReLU, NormPropConv2d, NormPropCorrection
+from ..graph.ops import is_channelwise, is_tensor_add, op_role
 from ..graph.records import Block, Site
-from .plan import Plan
-from ..report.records import SiteChange
-from ..report.report import Report, StepReport
-from .selection import select_blocks
 from ..graph.tracing import annotate_shapes
-from .edits import call_counts, composite_with_act, free_path, insert_after, qualified, replace_with_module, site_path
-from .pipeline import Step, run_rewrite
+from ..report.records import SiteChange
+from ..report.report import Report
+from ..graph.activations import normalize_kinds
+from .actions import InsertModule, ReplaceCall, SetModule
+from .builders import composite_act
+from .edits import activation_input, call_counts, free_path, qualified, site_path
 from .erase import parse_location, sites_at
+from .layers import CReLU, NormPropConv2d
+from .pipeline import Step, run_rewrite
+from .plan import Plan
+from .selection import select_blocks, selection_settings
 
 __all__ = ["crelu", "crelu_step", "find_consumers", "widen_input", "INITS"]
 
 INITS = ("preserve", "random")
 _WIDENABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, NormPropConv2d)
-_CHANNELWISE_MODULES = (
-    nn.Identity, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
-    nn.modules.dropout._DropoutNd, nn.ZeroPad2d, nn.Upsample, NormPropCorrection,
-)
-_CHANNELWISE_CLASS_NAMES = {"DropPath", "StochasticDepth", "DropBlock2d"}
-_CHANNELWISE_FUNCTIONS = {
-    torch.nn.functional.max_pool1d, torch.nn.functional.max_pool2d, torch.nn.functional.max_pool3d,
-    torch.nn.functional.avg_pool1d, torch.nn.functional.avg_pool2d, torch.nn.functional.avg_pool3d,
-    torch.nn.functional.adaptive_avg_pool2d, torch.nn.functional.adaptive_max_pool2d,
-    torch.nn.functional.dropout, torch.nn.functional.dropout2d, torch.nn.functional.interpolate,
-}
-_CHANNELWISE_METHODS = {"contiguous", "clone", "float", "half", "to", "type_as"}
 _ROLE_REASONS = {
     "norm": "a norm layer", "activation": "another activation",
     "output": "the model output",
 }
-
-
-def _channelwise(node: fx.Node, gm: fx.GraphModule) -> bool:
-    if node.op == "call_module":
-        module = gm.get_submodule(str(node.target))
-        return isinstance(module, _CHANNELWISE_MODULES) or type(module).__name__ in _CHANNELWISE_CLASS_NAMES
-    if node.op == "call_function":
-        return node.target in _CHANNELWISE_FUNCTIONS
-    return node.op == "call_method" and node.target in _CHANNELWISE_METHODS
 
 
 def _consumer_problem(user: fx.Node, came_from: fx.Node, gm: fx.GraphModule, counts: dict, ndim) -> str | None:
@@ -123,7 +103,7 @@ def find_consumers(gm: fx.GraphModule, node: fx.Node, counts: dict | None = None
                 if problem:
                     return [], problem
                 consumers.append(user)
-            elif _channelwise(user, gm):
+            elif is_channelwise(user, gm):
                 stack.append(user)
             elif role == "weight":
                 return [], f"its consumer {qualified(user)} is a functional weight op, which cannot be widened"
@@ -175,8 +155,7 @@ def widen_input(module: nn.Module, layout_groups: int, init: str = "preserve") -
     weight = module.weight.detach()
     wide = weight.new_zeros(weight.shape[0], 2 * per_group, *weight.shape[2:])
     wide[:, positions] = weight
-    new = copy.copy(module)  # same settings and bias; the weight is replaced below (no copy of the old one)
-    new._parameters, new._buffers, new._modules = dict(new._parameters), dict(new._buffers), dict(new._modules)
+    new = shallow_copy(module)  # same settings and bias; the weight is replaced below (no copy of the old one)
     setattr(new, attr, 2 * channels)
     new.weight = nn.Parameter(wide, requires_grad=module.weight.requires_grad)
     if init == "random":
@@ -199,13 +178,14 @@ def _describe(channels: int | None, consumers: list[fx.Node], gm: fx.GraphModule
     return f"CReLU ({c} -> {wide} channels; widened: {names})"
 
 
-def _plan(analysis: Analysis, proportion, location, blocks, stage, random, seed, kinds, settings) -> Plan:
+def _plan(analysis: Analysis, settings: dict, location, kinds) -> Plan:
     annotate_shapes(analysis.traced, analysis.example_input)
     gm = analysis.graph_module
-    nodes, counts = {n.name: n for n in gm.graph.nodes}, call_counts(gm)
-    selection = select_blocks(analysis.blocks, proportion, blocks, stage, random, seed)
+    nodes, book = {n.name: n for n in gm.graph.nodes}, _Book(gm, settings["init"])
+    selection = select_blocks(analysis.blocks, settings["proportion"], settings["blocks"], settings["stage"],
+                              settings["random"], settings["seed"])
     chosen = set(selection.indices)
-    changes, warnings = [], []
+    warnings = []
     for block in (b for b in analysis.blocks if b.index in chosen):
         sites = _crelu_sites(block, location, kinds)
         if not sites:
@@ -214,16 +194,15 @@ def _plan(analysis: Analysis, proportion, location, blocks, stage, random, seed,
                             f"site {where}: no CReLU there")
         for site in sites:
             node = nodes[site.node]
-            consumers, reason = find_consumers(gm, node, counts)
+            consumers, reason = find_consumers(gm, node, book.counts)
             if site.kind != "relu":
                 reason = f"it is a {site.kind}, not a ReLU (CReLU is cat(relu(x), relu(-x)))"
             if reason:
                 warnings.append(f"not eligible for CReLU: {site.name} (block {block.index}): {reason}")
                 continue
-            after = _describe(site.channels or _in_channels(gm, consumers[0]), consumers, gm)
-            changes.append(SiteChange(block.index, site.name, site.spelling, after, site.node, site.kind, "crelu"))
-    return Plan("crelu", settings, tuple(analysis.blocks), selection.indices, selection.reason,
-                tuple(changes), tuple(warnings))
+            book.add(block.index, site, node, consumers)
+    return Plan("crelu", tuple(analysis.blocks), selection.indices, selection.reason, tuple(book.changes),
+                tuple(warnings), tuple(book.actions), tuple(book.removed))
 
 
 def _in_channels(gm: fx.GraphModule, consumer: fx.Node) -> int:
@@ -231,36 +210,32 @@ def _in_channels(gm: fx.GraphModule, consumer: fx.Node) -> int:
     return module.in_features if isinstance(module, nn.Linear) else module.in_channels
 
 
-def _layout_groups(gm: fx.GraphModule, consumers: list[fx.Node]) -> int:
-    """Groups of the CReLU layout: the lcm of the consumers' groups (each divides the channel count)."""
-    groups = [getattr(gm.get_submodule(str(n.target)), "groups", 1) for n in consumers]
-    return math.lcm(*groups)
+class _Book:
+    """The plan's changes and actions: a CReLU per site and its consumers widened."""
 
+    def __init__(self, gm: fx.GraphModule, init: str):
+        self.gm, self.init, self.counts, self.taken = gm, init, call_counts(gm), set()
+        self.changes, self.actions, self.removed = [], [], []
 
-def _apply(gm: fx.GraphModule, plan: Plan, init: str) -> StepReport:
-    nodes, counts = {n.name: n for n in gm.graph.nodes}, call_counts(gm)
-    added, removed = [], []
-    for change in plan.changes:
-        node = nodes[change.node]
-        consumers, reason = find_consumers(gm, node, counts)
-        if reason:  # the plan said it was eligible; the graph changed under it
-            raise SurgeryError(f"cannot apply CReLU at {change.site}: {reason}")
-        module = CReLU(_layout_groups(gm, consumers))
-        ref = activation_of(node, gm)
-        if ref is not None and ref.composite:
-            composite_with_act(gm, ref.composite, nn.Identity())
-            path = free_path(gm, f"{qualified(node)}_crelu")
-            new = insert_after(gm, node, path, module, path)
+    def add(self, block: int, site: Site, node: fx.Node, consumers: list[fx.Node]) -> None:
+        gm = self.gm
+        after = _describe(site.channels or _in_channels(gm, consumers[0]), consumers, gm)
+        self.changes.append(SiteChange(block, site.name, site.spelling, after, site.node, site.kind, "crelu"))
+        # the lcm of the consumers' groups (each divides the channel count) is the CReLU's layout
+        module = CReLU(math.lcm(*[getattr(gm.get_submodule(str(n.target)), "groups", 1) for n in consumers]))
+        if site.composite:
+            identity = composite_act(gm, site.composite, nn.Identity(), self.counts, "changed")
+            path = free_path(gm, f"{qualified(node)}_crelu", self.taken)
+            self.actions += [SetModule(site.composite, identity),
+                             InsertModule(node.name, path, module, path, label=f"{path} ({path})")]
         else:
-            path = site_path(gm, node, "crelu", counts)
-            removed.append(qualified(node))
-            new = replace_with_module(gm, node, path, module)
-        added.append(f"{qualified(new)} ({path})")
+            activation_input(node)  # refuses a call that reads no tensor
+            path = site_path(gm, node, "crelu", self.counts, self.taken)
+            self.actions.append(ReplaceCall(node.name, path, module, f"{qualified(node)} ({path})"))
+            self.removed.append(qualified(node))
         for consumer in consumers:
             target = str(consumer.target)
-            gm.add_submodule(target, widen_input(gm.get_submodule(target), module.groups, init))
-    return StepReport("crelu", plan.settings, plan.selected, plan.selection_reason, plan.changes,
-                      nodes_removed=tuple(removed), nodes_added=tuple(added), warnings=plan.warnings)
+            self.actions.append(SetModule(target, widen_input(gm.get_submodule(target), module.groups, self.init)))
 
 
 def _parse_location(location):
@@ -268,19 +243,19 @@ def _parse_location(location):
 
 
 def crelu_step(proportion: float = 1.0, location="inner", blocks=None, activations=("relu",), stage=None,
-               random: bool = False, seed: int = 0, init: str = "preserve") -> Step:
-    """The CReLU step with its settings (for :func:`run_rewrite` and recipes)."""
+               random: bool = False, seed: int = 0, init: str = "preserve", discovery: dict | None = None) -> Step:
+    """The CReLU step with its settings (for :func:`run_rewrite` and recipes).
+
+    Example:
+        >>> crelu_step(init="random").settings["init"]
+        'random'
+    """
     if init not in INITS:
         raise SelectionError(f"init must be one of {', '.join(INITS)}, got {init!r}")
     location = _parse_location(location)
     kinds = normalize_kinds(activations)
-    settings = {"proportion": float(proportion), "location": location, "blocks": blocks, "stage": stage,
-                "random": random, "seed": seed, "activations": sorted(kinds), "init": init}
-    return Step(
-        "crelu", settings,
-        lambda a: _plan(a, proportion, location, blocks, stage, random, seed, kinds, settings),
-        lambda gm, plan: _apply(gm, plan, init), tuple(sorted(kinds | {"crelu"})),
-    )
+    settings = selection_settings(proportion, location, blocks, stage, random, seed, kinds, discovery, init=init)
+    return Step("crelu", settings, lambda a: _plan(a, settings, location, kinds), tuple(sorted(kinds | {"crelu"})))
 
 
 def crelu(model: nn.Module, proportion: float = 1.0, location="inner", blocks=None, activations=("relu",), *,
@@ -295,14 +270,14 @@ def crelu(model: nn.Module, proportion: float = 1.0, location="inner", blocks=No
 
     Example:
         >>> import torch, torchvision
-        >>> new, report = crelu(torchvision.models.resnet50(), blocks="1", example_input=torch.randn(1, 3, 64, 64))
+        >>> new, report = crelu(torchvision.models.resnet50(), blocks="1", example_input=torch.randn(1, 3, 64, 64),
+        ...                    check=False)
         >>> [c.site for c in report.changes]
         ['layer1.0.relu', 'layer1.0.relu_1']
         >>> report.params_after - report.params_before  # conv2: 64*64*3*3, conv3: 256*64
         53248
     """
-    step = crelu_step(proportion, location, blocks, activations, stage, random, seed, init)
     spec = BlockSpec(tuple(block_types), tuple(block_names), predicate)
-    if spec:
-        step.settings["discovery"] = spec.to_recipe()
+    step = crelu_step(proportion, location, blocks, activations, stage, random, seed, init,
+                      spec.to_recipe() if spec else None)
     return run_rewrite(model, [step], example_input, spec, dry_run, check=check)

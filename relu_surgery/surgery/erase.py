@@ -8,29 +8,29 @@ activation goes; the state dict keeps every key and value.
 
 Example:
     >>> import torchvision
-    >>> new, report = erase(torchvision.models.resnet18(), proportion=0.5, location="last")
+    >>> new, report = erase(torchvision.models.resnet18(), proportion=0.5, location="last", check=False)
     >>> report.target_sites(), report.target_sites(after=True)
     (17, 13)
 """
 
 from __future__ import annotations
 
-import copy
-
-import torch.fx as fx
 import torch.nn as nn
 
+from ..errors import SelectionError
 from ..graph.activations import normalize_kinds
 from ..graph.analysis import Analysis
 from ..graph.blocks import BlockSpec
-from ..errors import SelectionError
 from ..graph.records import Block, Site
-from .plan import Plan
 from ..report.records import SiteChange
-from ..report.report import Report, StepReport
-from .selection import select_blocks
-from .pipeline import Step, remove_node, run_rewrite
+from ..report.report import Report
+from .actions import RemoveNode, SetModule
+from .builders import composite_act
 from .convert.api import preactivation_prelude
+from .edits import activation_input, call_counts, qualified
+from .pipeline import Step, run_rewrite
+from .plan import Plan
+from .selection import select_blocks, selection_settings
 
 __all__ = ["erase", "erase_step", "sites_at", "parse_location"]
 
@@ -74,10 +74,13 @@ def sites_at(block: Block, location, kinds: frozenset[str]) -> list[Site]:
     return [s for s in chosen if "all" in kinds or s.kind in kinds]
 
 
-def _plan(analysis: Analysis, proportion, location, blocks, stage, random, seed, kinds) -> Plan:
-    selection = select_blocks(analysis.blocks, proportion, blocks, stage, random, seed)
+def _plan(analysis: Analysis, settings: dict, location, kinds) -> Plan:
+    selection = select_blocks(analysis.blocks, settings["proportion"], settings["blocks"], settings["stage"],
+                              settings["random"], settings["seed"])
+    gm = analysis.graph_module
+    nodes, counts = {n.name: n for n in gm.graph.nodes}, call_counts(gm)
     chosen = set(selection.indices)
-    changes, warnings = [], []
+    changes, warnings, actions, removed = [], [], [], []
     for block in analysis.blocks:
         if block.index not in chosen:
             continue
@@ -85,13 +88,19 @@ def _plan(analysis: Analysis, proportion, location, blocks, stage, random, seed,
         if not sites:
             warnings.append(_nothing_to_erase(block, location, kinds))
         for site in sites:
-            before = site.spelling
-            after = f"{site.composite} without activation" if site.composite else "Identity (erased)"
-            changes.append(SiteChange(block.index, site.name, before, after, site.node, site.kind))
-    settings = {"proportion": float(proportion), "location": location, "blocks": blocks, "stage": stage,
-                "random": random, "seed": seed, "activations": sorted(kinds)}
-    return Plan("erase", settings, tuple(analysis.blocks), selection.indices, selection.reason,
-                tuple(changes), tuple(warnings))
+            node = nodes[site.node]
+            if site.composite:
+                actions.append(SetModule(site.composite, composite_act(gm, site.composite, nn.Identity(), counts,
+                                                                      "erased")))
+                after = f"{site.composite} without activation"
+            else:
+                activation_input(node)  # refuses a call that reads no tensor
+                actions.append(RemoveNode(node.name))
+                removed.append(qualified(node))
+                after = "Identity (erased)"
+            changes.append(SiteChange(block.index, site.name, site.spelling, after, site.node, site.kind))
+    return Plan("erase", tuple(analysis.blocks), selection.indices, selection.reason, tuple(changes),
+                tuple(warnings), tuple(actions), tuple(removed))
 
 
 _FORM_REASONS = {
@@ -112,46 +121,21 @@ def _nothing_to_erase(block: Block, location, kinds) -> str:
     return f"{head} has no {what} of kind {'/'.join(sorted(kinds))}: nothing erased there"
 
 
-def _apply(gm: fx.GraphModule, plan: Plan) -> StepReport:
-    nodes = {n.name: n for n in gm.graph.nodes}
-    removed = []
-    for change in plan.changes:
-        node = nodes[change.node]
-        target = str(node.target) if node.op == "call_module" else None
-        if target is not None and change.after.endswith("without activation"):
-            _strip_composite(gm, node, target)
-        else:
-            removed.append(node.meta.get("rs_name", node.name))
-            remove_node(gm, node)
-    return StepReport("erase", plan.settings, plan.selected, plan.selection_reason, plan.changes,
-                      nodes_removed=tuple(removed), warnings=plan.warnings)
-
-
-def _strip_composite(gm: fx.GraphModule, node: fx.Node, target: str) -> None:
-    """Give this call its own copy of the norm+act layer with ``act`` = Identity (same tensors)."""
-    users = [n for n in gm.graph.nodes if n.op == "call_module" and n.target == target]
-    if len(users) > 1:
-        raise SelectionError(f"{target} is a norm+activation layer called {len(users)} times; "
-                             "its activation cannot be erased at one call only")
-    stripped = copy.copy(gm.get_submodule(target))
-    stripped._modules = dict(stripped._modules)
-    stripped.act = nn.Identity()
-    parent, _, leaf = target.rpartition(".")
-    setattr(gm.get_submodule(parent) if parent else gm, leaf, stripped)
-
-
 def erase_step(proportion: float = 1.0, location="last", blocks=None, activations=("relu",), stage=None,
-               random: bool = False, seed: int = 0) -> Step:
-    """The EraseReLU step with its settings (for :func:`run_rewrite` and recipes)."""
+               random: bool = False, seed: int = 0, discovery: dict | None = None) -> Step:
+    """The EraseReLU step with its settings (for :func:`run_rewrite` and recipes).
+
+    ``discovery`` is the block override's recipe form (:meth:`BlockSpec.to_recipe`), recorded
+    with the settings.
+
+    Example:
+        >>> erase_step(0.5, location="first").settings["location"]
+        'first'
+    """
     location = parse_location(location)
     kinds = normalize_kinds(activations)
-    settings = {"proportion": float(proportion), "location": location, "blocks": blocks, "stage": stage,
-                "random": random, "seed": seed, "activations": sorted(kinds)}
-    return Step(
-        "erase", settings,
-        lambda a: _plan(a, proportion, location, blocks, stage, random, seed, kinds),
-        _apply, tuple(sorted(kinds)),
-    )
+    settings = selection_settings(proportion, location, blocks, stage, random, seed, kinds, discovery)
+    return Step("erase", settings, lambda a: _plan(a, settings, location, kinds), tuple(sorted(kinds)))
 
 
 def erase(model: nn.Module, proportion: float = 1.0, location="last", blocks=None, activations=("relu",), *,
@@ -173,12 +157,10 @@ def erase(model: nn.Module, proportion: float = 1.0, location="last", blocks=Non
 
     Example:
         >>> import torch, torchvision
-        >>> new, report = erase(torchvision.models.resnet18(), proportion=1.0)
+        >>> new, report = erase(torchvision.models.resnet18(), proportion=1.0, check=False)
         >>> len(report.changes), report.state_dict["unchanged"]
         (8, True)
     """
-    step = erase_step(proportion, location, blocks, activations, stage, random, seed)
     spec = BlockSpec(tuple(block_types), tuple(block_names), predicate)
-    if spec:
-        step.settings["discovery"] = spec.to_recipe()
+    step = erase_step(proportion, location, blocks, activations, stage, random, seed, spec.to_recipe() if spec else None)
     return run_rewrite(model, [step], example_input, spec, dry_run, prelude=preactivation_prelude(spec), check=check)

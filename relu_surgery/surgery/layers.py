@@ -31,12 +31,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = [
-    "CReLU", "NormPropConv2d", "NormPropCorrection", "RELU_MEAN", "RELU_STD", "NORMPROP_SCALE",
+    "CReLU", "NormPropConv2d", "NormPropCorrection", "RELU_MEAN", "NORMPROP_SCALE",
     "NORMPROP3_GAMMA",
 ]
 
 RELU_MEAN = 1.0 / math.sqrt(2.0 * math.pi)  # E[ReLU(z)], z ~ N(0, 1)
-RELU_STD = math.sqrt(0.5 - 1.0 / (2.0 * math.pi))  # sqrt(var[ReLU(z)]) = sqrt(1/2 - 1/(2 pi))
 NORMPROP_SCALE = (0.5 - 1.0 / (2.0 * math.pi)) ** -0.5  # c = (1/2 - 1/(2 pi))^(-1/2)
 NORMPROP3_GAMMA = 1.0 / 1.21  # NormProp3's fixed gamma (NormProp's suggested initial value)
 

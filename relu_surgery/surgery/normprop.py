@@ -23,7 +23,7 @@ suggested initial value), beta = 0 and the conv's own weights.
 
 Example:
     >>> import torch, torchvision
-    >>> new, report = normprop(torchvision.models.resnet18(), variant="normprop2")
+    >>> new, report = normprop(torchvision.models.resnet18(), variant="normprop2", check=False)
     >>> len(report.changes), report.state_dict["added"][:2]
     (17, ['conv1.beta', 'conv1.gamma'])
 """
@@ -36,18 +36,21 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from ..errors import SelectionError
 from ..graph.activations import activation_of, composite_activation
 from ..graph.analysis import Analysis
 from ..graph.blocks import BlockSpec
-from ..errors import SelectionError
 from ..graph.ops import is_tensor_add, op_role
-from .layers import NORMPROP3_GAMMA, NormPropConv2d, NormPropCorrection
-from .plan import Plan
-from ..report.records import SiteChange
-from ..report.report import Report, StepReport
 from ..graph.tracing import annotate_shapes
-from .edits import call_counts, free_path, insert_after, qualified
+from ..report.records import SiteChange
+from ..report.report import Report
+from .actions import InsertModule, RemoveNode, SetModule
+from .edits import call_counts, free_path, qualified
+from .layers import NORMPROP3_GAMMA, NormPropConv2d, NormPropCorrection
 from .pipeline import Step, run_rewrite
+from .plan import Plan
+from .regions import BlockRegions
+from .selection import with_discovery
 
 __all__ = ["normprop", "normprop_step", "VARIANTS", "INITS", "find_units", "Unit", "build_layer"]
 
@@ -58,7 +61,12 @@ _CORRECTED_KINDS = ("relu", "crelu")
 
 @dataclass(frozen=True)
 class Unit:
-    """One conv->BN pair of the graph: node names, module paths and the activation reading the BN."""
+    """One conv->BN pair of the graph: node names, module paths and the activation reading the BN.
+
+    Example:
+        >>> Unit("conv1", "bn1", "conv1", "bn1", "relu", 0).keep is None
+        True
+    """
 
     conv: str
     bn: str
@@ -71,14 +79,6 @@ class Unit:
 
 def _module(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
     return gm.get_submodule(str(node.target)) if node.op == "call_module" else None
-
-
-def _block_of(node: fx.Node, blocks) -> tuple[int, str | None]:
-    scope = node.meta.get("rs_scope", ())
-    for block in blocks:
-        if block.name in scope:
-            return block.index, block.name
-    return 0, None
 
 
 def _origin(node: fx.Node, gm: fx.GraphModule, block: str) -> fx.Node:
@@ -130,8 +130,14 @@ def _unit_problem(gm: fx.GraphModule, conv: fx.Node, bn_module: nn.Module, count
 
 
 def find_units(gm: fx.GraphModule, blocks) -> tuple[list[Unit], list[str]]:
-    """Every BatchNorm2d call of ``gm`` as a :class:`Unit`, and notes on the BNs that cannot change."""
-    counts = call_counts(gm)
+    """Every BatchNorm2d call of ``gm`` as a :class:`Unit`, and notes on the BNs that cannot change.
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()))
+        >>> find_units(gm, [])
+        ([Unit(conv='_0', bn='_1', conv_path='0', bn_path='1', act='_2', block=0, keep=None)], [])
+    """
+    counts, regions = call_counts(gm), BlockRegions(gm, blocks)
     units, notes = [], []
     for node in gm.graph.nodes:
         bn = _module(gm, node)
@@ -148,7 +154,8 @@ def find_units(gm: fx.GraphModule, blocks) -> tuple[list[Unit], list[str]]:
         if problem:
             notes.append(f"{name}: BatchNorm kept ({problem})")
             continue
-        index, block = _block_of(conv, blocks)
+        found = regions.block_of(conv)
+        index, block = (found.index, found.name) if found is not None else (0, None)
         users = list(node.users)
         ref = activation_of(users[0], gm) if len(users) == 1 else None
         act = users[0] if ref is not None and ref.kind in _CORRECTED_KINDS else None
@@ -217,18 +224,24 @@ def _describe(unit: Unit, variant: str, bias: bool, gm: fx.GraphModule, nodes) -
     return before, after
 
 
-def _plan(analysis: Analysis, variant: str, bias: bool, init: str, settings: dict) -> Plan:
+def _plan(analysis: Analysis, variant: str, bias: bool, init: str) -> Plan:
     annotate_shapes(analysis.traced, analysis.example_input)
     gm = analysis.graph_module
     nodes = {n.name: n for n in gm.graph.nodes}
     units, warnings = find_units(gm, analysis.blocks)
-    changes = []
+    changes, actions, removed, taken = [], [], [], set()
     for unit in units:
         if unit.keep:
             warnings.append(f"{unit.bn_path}: BatchNorm kept ({unit.keep}, as seed 002 does)")
             continue
         before, after = _describe(unit, variant, bias, gm, nodes)
         changes.append(SiteChange(unit.block, unit.conv_path, before, after, unit.bn))
+        conv, bn = gm.get_submodule(unit.conv_path), gm.get_submodule(unit.bn_path)
+        actions += [SetModule(unit.conv_path, build_layer(conv, bn, variant, bias, init)), RemoveNode(unit.bn)]
+        removed.append(qualified(nodes[unit.bn]))
+        if variant == "normprop" and unit.act is not None:
+            path = free_path(gm, f"{qualified(nodes[unit.act])}_normprop", taken)
+            actions.append(InsertModule(unit.act, path, NormPropCorrection(), path))
     if changes and not _preserves(variant, bias, init):
         why = "init='default'" if init != "bn" else (
             "no bias/beta" if not bias else "gamma fixed at 1/1.21" if variant == "normprop3"
@@ -238,39 +251,24 @@ def _plan(analysis: Analysis, variant: str, bias: bool, init: str, settings: dic
     selected = tuple(sorted({c.block for c in changes} - {0}))
     reason = (f"every conv->BatchNorm unit ({len(changes)} converted, {len(units) - len(changes)} kept)" if units
               else "the model has no conv->BatchNorm unit (a Conv2d whose output goes straight into a BatchNorm2d)")
-    return Plan("normprop", settings, tuple(analysis.blocks), selected, reason, tuple(changes), tuple(warnings))
+    return Plan("normprop", tuple(analysis.blocks), selected, reason, tuple(changes), tuple(warnings),
+                tuple(actions), tuple(removed))
 
 
-def _apply(gm: fx.GraphModule, plan: Plan, variant: str, bias: bool, init: str) -> StepReport:
-    nodes = {n.name: n for n in gm.graph.nodes}
-    units = {u.bn: u for u in find_units(gm, plan.blocks)[0]}
-    added, removed = [], []
-    for change in plan.changes:
-        unit = units[change.node]
-        bn_node, conv_node = nodes[unit.bn], nodes[unit.conv]
-        conv, bn = gm.get_submodule(unit.conv_path), gm.get_submodule(unit.bn_path)
-        gm.add_submodule(unit.conv_path, build_layer(conv, bn, variant, bias, init))
-        bn_node.replace_all_uses_with(conv_node)
-        gm.graph.erase_node(bn_node)
-        removed.append(qualified(bn_node))
-        if variant == "normprop" and unit.act is not None:
-            act = nodes[unit.act]
-            path = free_path(gm, f"{qualified(act)}_normprop")
-            insert_after(gm, act, path, NormPropCorrection(), path)
-            added.append(path)
-    return StepReport("normprop", plan.settings, plan.selected, plan.selection_reason, plan.changes,
-                      nodes_removed=tuple(removed), nodes_added=tuple(added), warnings=plan.warnings)
+def normprop_step(variant: str = "normprop2", bias: bool = True, init: str = "bn",
+                  discovery: dict | None = None) -> Step:
+    """The NormProp step with its settings (for :func:`run_rewrite` and recipes).
 
-
-def normprop_step(variant: str = "normprop2", bias: bool = True, init: str = "bn") -> Step:
-    """The NormProp step with its settings (for :func:`run_rewrite` and recipes)."""
+    Example:
+        >>> normprop_step("plain", bias=False).settings
+        {'variant': 'plain', 'bias': False, 'init': 'bn'}
+    """
     if variant not in VARIANTS:
         raise SelectionError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     if init not in INITS:
         raise SelectionError(f"init must be one of {', '.join(INITS)}, got {init!r}")
-    settings = {"variant": variant, "bias": bool(bias), "init": init}
-    return Step("normprop", settings, lambda a: _plan(a, variant, bool(bias), init, settings),
-                lambda gm, plan: _apply(gm, plan, variant, bool(bias), init), ("relu", "crelu"))
+    settings = with_discovery({"variant": variant, "bias": bool(bias), "init": init}, discovery)
+    return Step("normprop", settings, lambda a: _plan(a, variant, bool(bias), init), ("relu", "crelu"))
 
 
 def normprop(model: nn.Module, variant: str = "normprop2", bias: bool = True, *, init: str = "bn",
@@ -287,14 +285,12 @@ def normprop(model: nn.Module, variant: str = "normprop2", bias: bool = True, *,
 
     Example:
         >>> import torch, torchvision
-        >>> new, report = normprop(torchvision.models.resnet50(), variant="normprop3")
+        >>> new, report = normprop(torchvision.models.resnet50(), variant="normprop3", check=False)
         >>> len(report.changes), report.warnings[1].split(':')[0]
         (50, 'layer2.0.downsample.1')
         >>> "layer1.0.conv1.gamma" in dict(new.named_parameters())
         False
     """
-    step = normprop_step(variant, bias, init)
     spec = BlockSpec(tuple(block_types), tuple(block_names), predicate)
-    if spec:
-        step.settings["discovery"] = spec.to_recipe()
+    step = normprop_step(variant, bias, init, spec.to_recipe() if spec else None)
     return run_rewrite(model, [step], example_input, spec, dry_run, check=check)

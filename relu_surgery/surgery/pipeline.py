@@ -1,8 +1,9 @@
 """What every rewrite shares: measure before, apply steps to the graph, check, report.
 
-A rewrite step is a pair of functions: ``plan(analysis) -> Plan`` (pure analysis) and
-``apply(graph_module, plan) -> StepReport`` (graph edits). :func:`run_rewrite` runs a list of
-steps on a private copy of the model and returns the new model and its :class:`Report`.
+A rewrite step is a name, its settings and a planner ``plan(analysis) -> Plan`` (pure analysis:
+the plan holds every edit as data). :func:`run_rewrite` plans each step on a private copy of the
+model, applies the plan's actions (:func:`relu_surgery.surgery.actions.execute`), and returns the
+new model and its :class:`Report`.
 
 Example:
     >>> import torchvision
@@ -21,49 +22,83 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from ..errors import InternalError, SurgeryError
 from ..graph.analysis import Analysis, analyze, count_sites
 from ..graph.blocks import BlockSpec, discover_blocks
 from ..graph.copying import paused_gc
 from ..graph.example_inputs import example_input_for
 from ..graph.intake import non_finite_tensors, on_meta, unwrap_model
-from ..report.costs import Measurement, count_params, measure, snapshot_state, state_dict_diff
-from ..errors import SurgeryError
-from .plan import Plan
-from ..report.report import Report, StepReport
+from ..graph.provenance import Provenance, provenance_of, set_provenance
 from ..graph.tracing import graph_code, graph_records
+from ..report.costs import Measurement, count_params, measure, snapshot_state, state_dict_diff
+from ..report.report import Report, StepReport
+from .actions import execute
+from .plan import Plan
 
-__all__ = ["Step", "run_rewrite", "remove_node", "record_recipe"]
+__all__ = ["Step", "run_rewrite", "step_report", "record_recipe"]
 
 
 @dataclass(frozen=True)
 class Step:
-    """One rewrite: a name, its settings (for the recipe), a planner and an applier."""
+    """One rewrite: its name, its settings (what the recipe records and the report shows), its
+    planner, and the activation kinds it targets.
+
+    Example:
+        >>> from relu_surgery.surgery.erase import erase_step
+        >>> step = erase_step(proportion=0.5)
+        >>> step.name, step.settings["proportion"], step.targets
+        ('erase', 0.5, ('relu',))
+    """
 
     name: str
     settings: dict
     plan: Callable[[Analysis], Plan]
-    apply: Callable[[fx.GraphModule, Plan], StepReport]
     targets: tuple[str, ...] = ("relu",)
     needs_blocks: bool = True  # False: the step works on the whole graph (fold), no block needs to be found
+    report: Callable[..., StepReport] | None = None  # its own step report (fold adds its function check)
+
+    def report_of(self, plan: Plan, gm: fx.GraphModule | None = None, made=None) -> StepReport:
+        """This step's report of ``plan``: planned only (``made`` None) or applied to ``gm``."""
+        return (self.report or step_report)(self, plan, gm, made)
 
 
-def remove_node(gm: fx.GraphModule, node: fx.Node) -> None:
-    """Replace ``node`` by its (first) input everywhere and delete it from the graph."""
-    source = node.args[0] if node.args else next(iter(node.kwargs.values()))
-    node.replace_all_uses_with(source)
-    gm.graph.erase_node(node)
+def step_report(step: Step, plan: Plan, gm: fx.GraphModule | None = None, made=None) -> StepReport:
+    """The report of ``step``: planned only (``made`` None), or applied to ``gm`` (``made``: what
+    :func:`~relu_surgery.surgery.actions.execute` inserted).
+
+    Example:
+        >>> from relu_surgery.surgery.erase import erase_step
+        >>> plan = Plan("erase", (), (), "none", ())
+        >>> step_report(erase_step(), plan).nodes_removed
+        ()
+    """
+    applied = made is not None
+    return StepReport(step.name, step.settings, plan.selected, plan.selection_reason, plan.changes,
+                      nodes_removed=plan.nodes_removed if applied else (),
+                      nodes_added=plan.nodes_added(gm, made) if applied else (),
+                      warnings=plan.warnings, norms_added=plan.norms_added, norms_moved=plan.norms_moved,
+                      norms_removed=plan.norms_removed)
 
 
-def record_recipe(model: nn.Module, new_model: nn.Module, steps: Sequence[Step]) -> None:
-    """Attach the replayable recipe (source + rewrites) of ``new_model`` as ``rs_recipe``."""
-    base = getattr(model, "rs_recipe", None) or {
-        "source": dict(getattr(model, "rs_source", None) or {"name": type(model).__name__, "kwargs": None}),
-        "rewrites": [],
-    }
-    new_model.rs_recipe = {
-        "source": base["source"],
-        "rewrites": list(base["rewrites"]) + [{"rewrite": s.name, **s.settings} for s in steps],
-    }
+def record_recipe(model: nn.Module, new_model: nn.Module, steps: Sequence[Step], leaves: dict,
+                  input_size: tuple[int, ...] | None = None) -> None:
+    """Give ``new_model`` the provenance of ``model`` plus ``steps`` (its replayable recipe), the
+    ``leaves`` tracing kept opaque and the example ``input_size`` it was checked on.
+
+    Example:
+        >>> import torch.fx as fx, torch.nn as nn
+        >>> from relu_surgery.graph.provenance import recipe_of
+        >>> from relu_surgery.surgery.erase import erase_step
+        >>> new = fx.symbolic_trace(nn.ReLU())
+        >>> record_recipe(nn.ReLU(), new, [erase_step()], {})
+        >>> [r["rewrite"] for r in recipe_of(new)["rewrites"]]
+        ['erase']
+    """
+    base = provenance_of(model)
+    source = dict(base.source) if base.source else None
+    rewrites = base.rewrites + tuple({"rewrite": s.name, **s.settings} for s in steps)
+    set_provenance(new_model, Provenance(source=source, rewrites=rewrites, leaves=dict(leaves),
+                                         input_size=input_size or base.input_size))
 
 
 def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spec: BlockSpec | None = None,
@@ -78,6 +113,14 @@ def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spe
     MACs and check the output's shape and finiteness; the report then says they were not run (as it
     does for a model on the meta device, which has no values to compute with). A DataParallel /
     DistributedDataParallel wrapper is removed first, and the report says so.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> from relu_surgery.surgery.swap import swap_step
+        >>> from relu_surgery.surgery.erase import erase_step
+        >>> new, report = run_rewrite(rs.create_model("cifar_resnet20"), [erase_step(), swap_step("gelu")], check=False)
+        >>> [s.rewrite for s in report.steps], report.sites_after
+        (['erase', 'swap'], {'relu': 1, 'gelu': 9})
     """
     model, notes = unwrap_model(model)
     with paused_gc():  # tens of thousands of short-lived graph objects: no collection mid-way
@@ -87,8 +130,8 @@ def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spe
 
 
 def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn.Module | None, Report]:
-    if example_input is None and getattr(model, "rs_input_size", None):  # a rewritten model: the size it was
-        example_input = example_input_for(model)  # checked on (its private copy would lose the attribute)
+    if example_input is None and provenance_of(model).input_size:  # the size a rewritten model was checked on
+        example_input = example_input_for(model)
     analysis = analyze(model, example_input, spec, require_blocks=any(s.needs_blocks for s in steps))
     gm = analysis.graph_module
     if prelude is not None:
@@ -106,20 +149,18 @@ def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn
         plan = step.plan(analysis)
         blocks = tuple(analysis.blocks)  # the report shows the blocks the last step planned on
         if dry_run:
-            reports.append(_planned(step, plan))
+            reports.append(step.report_of(plan))
             if i + 1 < len(steps):
-                step.apply(gm, plan)  # the private copy only: the next step plans on its result
+                execute(gm, plan.actions)  # the private copy only: the next step plans on its result
                 continue
             return None, _dry_report(analysis, blocks, reports, targets, sites_before, code_before)
-        reports.append(step.apply(gm, plan))
-    gm.graph.lint()
+        reports.append(step.report_of(plan, gm, execute(gm, plan.actions)))
+    _lint(gm)
     gm.delete_all_unused_submodules()
     gm.recompile()
     after, forward_check, notes = _check_forward(gm, analysis.example_input, before, meta)
-    gm.rs_leaves = dict(analysis.traced.leaves)
-    if isinstance(analysis.example_input, torch.Tensor):  # a later rewrite checks on the same input size
-        gm.rs_input_size = tuple(analysis.example_input.shape[1:])
-    record_recipe(model, gm, steps)
+    size = tuple(analysis.example_input.shape[1:]) if isinstance(analysis.example_input, torch.Tensor) else None
+    record_recipe(model, gm, steps, analysis.traced.leaves, size)  # a later rewrite checks on the same size
     gm.train(model.training)
     report = Report(
         model=analysis.label, blocks=blocks, steps=reports,
@@ -136,6 +177,13 @@ def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn
     return gm, report
 
 
+def _lint(gm: fx.GraphModule) -> None:
+    try:
+        gm.graph.lint()
+    except Exception as exc:  # torch.fx raises RuntimeError and others: the rewrite broke the graph
+        raise InternalError(f"the rewritten graph fails torch.fx's lint: {exc}") from exc
+
+
 def _check_forward(gm: fx.GraphModule, example_input, before: Measurement | None, meta: bool = False):
     """Measure the rewritten model and check it against ``before``: (after, forward_check, notes)."""
     shape = tuple(example_input.shape)
@@ -147,7 +195,7 @@ def _check_forward(gm: fx.GraphModule, example_input, before: Measurement | None
         return None, {"input_shape": shape, "skipped": "check=False"}, []
     after = measure(gm, example_input)
     if after.output_shape != before.output_shape:
-        raise SurgeryError(f"the rewritten model's output changed shape {before.output_shape} -> {after.output_shape}")
+        raise InternalError(f"the rewritten model's output changed shape {before.output_shape} -> {after.output_shape}")
     mode, notes = "eval", []
     if not after.finite:
         if not before.finite:
@@ -179,13 +227,6 @@ def _finite_in_train_mode(gm: fx.GraphModule, example_input) -> bool:
     with torch.no_grad():
         out = first_tensor(probe(batch))
     return out is not None and bool(torch.isfinite(out).all())
-
-
-def _planned(step: Step, plan: Plan) -> StepReport:
-    """The report of a step that was only planned (norm lists where the plan has them)."""
-    return StepReport(step.name, step.settings, plan.selected, plan.selection_reason, plan.changes,
-                      warnings=plan.warnings, norms_added=getattr(plan, "norms_added", ()),
-                      norms_moved=getattr(plan, "norms_moved", ()), norms_removed=getattr(plan, "norms_removed", ()))
 
 
 def _dry_report(analysis: Analysis, blocks, reports, targets, sites_before, code_before) -> Report:

@@ -1,25 +1,28 @@
-"""Rewrites by name: the public functions (for the CLI and the runner) and their steps (for recipes).
+"""Rewrites by name, the one place that maps a name to a rewrite: the public functions (for the CLI,
+the probe and the training runner) and their steps (for replaying recipes).
 
 Example:
     >>> {"erase", "crelu", "normprop", "swap", "convert", "fold"} <= set(REWRITES) == set(STEP_BUILDERS)
     True
+    >>> get_rewrite("erase").__name__
+    'erase'
 """
 
 from __future__ import annotations
 
 import torch.nn as nn
 
+from ..errors import SelectionError, SurgeryError
 from ..graph.blocks import BlockSpec
-from ..errors import SurgeryError
-from .pipeline import run_rewrite
 from .convert.api import convert, convert_step
 from .crelu import crelu, crelu_step
 from .erase import erase, erase_step
 from .fold.api import fold, fold_step
 from .normprop import normprop, normprop_step
+from .pipeline import run_rewrite
 from .swap import swap, swap_step
 
-__all__ = ["REWRITES", "STEP_BUILDERS", "register_step", "replay"]
+__all__ = ["REWRITES", "STEP_BUILDERS", "get_rewrite", "replay"]
 
 REWRITES = {"erase": erase, "convert": convert, "crelu": crelu, "normprop": normprop, "swap": swap, "fold": fold}
 
@@ -27,19 +30,38 @@ STEP_BUILDERS = {"erase": erase_step, "convert": convert_step, "crelu": crelu_st
                  "swap": swap_step, "fold": fold_step}
 
 
-def register_step(name: str, builder) -> None:
-    """Make ``builder(**settings) -> Step`` replayable under ``name``."""
-    STEP_BUILDERS[name] = builder
+def get_rewrite(name: str):
+    """The public function of rewrite ``name`` (``fn(model, **options) -> (new_model, report)``).
+
+    Raises :class:`~relu_surgery.errors.SelectionError` listing the known names otherwise.
+
+    Example:
+        >>> get_rewrite("sparkle")
+        Traceback (most recent call last):
+        ...
+        relu_surgery.errors.SelectionError: unknown rewrite 'sparkle'; known: convert, crelu, erase, normprop, swap
+    """
+    if name not in REWRITES:
+        raise SelectionError(f"unknown rewrite {name!r}; known: {', '.join(sorted(REWRITES))}")
+    return REWRITES[name]
 
 
 def replay(model: nn.Module, rewrites: list[dict]) -> nn.Module:
-    """Apply recorded rewrites (``[{"rewrite": "erase", **settings}, ...]``) to ``model``."""
+    """Apply recorded rewrites (``[{"rewrite": "erase", **settings}, ...]``) to ``model``.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> model = rs.create_model("cifar_resnet20")
+        >>> new = replay(model, [{"rewrite": "erase", "proportion": 1.0, "location": "last"}])
+        >>> new.code == rs.erase(model, proportion=1.0, check=False)[0].code
+        True
+    """
     for entry in rewrites:
         settings = dict(entry)
         name = settings.pop("rewrite")
-        discovery = settings.pop("discovery", None) or {}
         if name not in STEP_BUILDERS:
             raise SurgeryError(f"unknown rewrite {name!r} in recipe (known: {', '.join(sorted(STEP_BUILDERS))})")
+        discovery = settings.get("discovery") or {}
         spec = BlockSpec(tuple(discovery.get("block_types", ())), tuple(discovery.get("block_names", ())))
         model, _ = run_rewrite(model, [STEP_BUILDERS[name](**settings)], spec=spec)
     return model

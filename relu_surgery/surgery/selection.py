@@ -23,7 +23,8 @@ from typing import Sequence
 from ..errors import SelectionError
 from ..graph.records import Block
 
-__all__ = ["uniform_indices", "Selection", "select_blocks", "parse_block_list", "check_proportion"]
+__all__ = ["uniform_indices", "Selection", "select_blocks", "parse_block_list", "check_proportion", "selection_settings",
+           "with_discovery"]
 
 
 def check_proportion(p: float) -> Fraction:
@@ -96,9 +97,38 @@ def parse_block_list(text: str | Sequence) -> list[int | str]:
     return out
 
 
+def with_discovery(settings: dict, discovery: dict | None) -> dict:
+    """``settings`` with the block override ``discovery`` (a recipe dict) last, when there is one.
+
+    Example:
+        >>> with_discovery({"to": "pre-activation"}, {"block_types": ["Bottleneck"], "block_names": []})
+        {'to': 'pre-activation', 'discovery': {'block_types': ['Bottleneck'], 'block_names': []}}
+    """
+    return {**settings, "discovery": discovery} if discovery else dict(settings)
+
+
+def selection_settings(proportion, location, blocks, stage, random, seed, kinds, discovery: dict | None = None,
+                       **extra) -> dict:
+    """The settings a recipe records for a rewrite that selects blocks and sites (``extra`` after them).
+
+    Example:
+        >>> selection_settings(0.5, "last", None, None, False, 0, {"relu"}, init="preserve")
+        {'proportion': 0.5, 'location': 'last', 'blocks': None, 'stage': None, 'random': False, 'seed': 0, \
+'activations': ['relu'], 'init': 'preserve'}
+    """
+    settings = {"proportion": float(proportion), "location": location, "blocks": blocks, "stage": stage,
+                "random": random, "seed": seed, "activations": sorted(kinds), **extra}
+    return with_discovery(settings, discovery)
+
+
 @dataclass(frozen=True)
 class Selection:
-    """The chosen 1-based block indices and a sentence saying why."""
+    """The chosen 1-based block indices and a sentence saying why.
+
+    Example:
+        >>> Selection((1, 3), "uniform proportion 0.5").indices
+        (1, 3)
+    """
 
     indices: tuple[int, ...]
     reason: str

@@ -14,7 +14,7 @@ layer only its ``act`` changes.
 
 Example:
     >>> import torchvision
-    >>> new, report = swap(torchvision.models.resnet18(), to="prelu", location="last")
+    >>> new, report = swap(torchvision.models.resnet18(), to="prelu", location="last", check=False)
     >>> [c.after for c in report.changes][:1], report.params_after - report.params_before
     (['nn.PReLU(64, init=0.25)'], 1920)
 """
@@ -24,18 +24,20 @@ from __future__ import annotations
 import torch.fx as fx
 import torch.nn as nn
 
+from ..errors import SelectionError
 from ..graph.activations import activation_of, make_activation, normalize_kinds
 from ..graph.analysis import Analysis
 from ..graph.blocks import BlockSpec
-from ..errors import SelectionError
-from .plan import Plan
-from ..report.records import SiteChange
-from ..report.report import Report, StepReport
-from .selection import select_blocks
 from ..graph.tracing import annotate_shapes
-from .edits import call_counts, composite_with_act, node_channels, qualified, replace_with_module, site_path
-from .pipeline import Step, run_rewrite
+from ..report.records import SiteChange
+from ..report.report import Report
+from .actions import ReplaceCall, SetModule
+from .builders import composite_act
+from .edits import activation_input, call_counts, node_channels, qualified, site_path
 from .erase import parse_location, sites_at
+from .pipeline import Step, run_rewrite
+from .plan import Plan
+from .selection import select_blocks, selection_settings
 
 __all__ = ["swap", "swap_step", "check_target", "describe_activation"]
 
@@ -62,7 +64,12 @@ def check_target(to: str) -> str:
 
 
 def describe_activation(to: str, channels: int | None) -> str:
-    """How a report spells the new activation (``nn.PReLU(64, init=0.25)``, ``nn.GELU``)."""
+    """How a report spells the new activation (``nn.PReLU(64, init=0.25)``, ``nn.GELU``).
+
+    Example:
+        >>> describe_activation("prelu", 64), describe_activation("gelu", None)
+        ('nn.PReLU(64, init=0.25)', 'nn.GELU')
+    """
     if to == "prelu":
         return f"nn.PReLU({channels or 1}, init=0.25)"
     return f"nn.{type(make_activation(to, channels)).__name__}"
@@ -80,20 +87,36 @@ def _outside_sites(analysis: Analysis, kinds) -> list[fx.Node]:
     return out
 
 
-def _change(block: int, name: str, spelling: str, node: fx.Node, kind: str, to: str, composite) -> SiteChange:
-    after = describe_activation(to, node_channels(node))
-    if composite:
-        after = f"{composite}.act -> {after}"
-    return SiteChange(block, name, spelling, after, node.name, kind, new_kind=to)
+class _Book:
+    """The plan's changes and actions, one site at a time."""
+
+    def __init__(self, gm: fx.GraphModule, to: str):
+        self.gm, self.to, self.counts, self.taken = gm, to, call_counts(gm), set()
+        self.changes, self.actions, self.removed = [], [], []
+
+    def add(self, block: int, name: str, spelling: str, node: fx.Node, kind: str, composite) -> None:
+        module = make_activation(self.to, node_channels(node))
+        after = describe_activation(self.to, node_channels(node))
+        if composite:
+            after = f"{composite}.act -> {after}"
+            self.actions.append(SetModule(composite, composite_act(self.gm, composite, module, self.counts, "changed")))
+        else:
+            activation_input(node)  # refuses a call that reads no tensor
+            path = site_path(self.gm, node, self.to, self.counts, self.taken)
+            self.actions.append(ReplaceCall(node.name, path, module, f"{qualified(node)} ({path})"))
+            self.removed.append(qualified(node))
+        self.changes.append(SiteChange(block, name, spelling, after, node.name, kind, new_kind=self.to))
 
 
-def _plan(analysis: Analysis, to, proportion, location, blocks, stage, random, seed, kinds,
-          outside_blocks, settings) -> Plan:
+def _plan(analysis: Analysis, settings: dict, location, kinds) -> Plan:
+    to, outside_blocks = settings["to"], settings["outside_blocks"]
     annotate_shapes(analysis.traced, analysis.example_input)
-    nodes = {n.name: n for n in analysis.graph_module.graph.nodes}
-    selection = select_blocks(analysis.blocks, proportion, blocks, stage, random, seed)
+    gm = analysis.graph_module
+    nodes, book = {n.name: n for n in gm.graph.nodes}, _Book(gm, to)
+    selection = select_blocks(analysis.blocks, settings["proportion"], settings["blocks"], settings["stage"],
+                              settings["random"], settings["seed"])
     chosen = set(selection.indices)
-    changes, warnings = [], []
+    warnings = []
     for block in analysis.blocks:
         if block.index not in chosen:
             continue
@@ -101,54 +124,36 @@ def _plan(analysis: Analysis, to, proportion, location, blocks, stage, random, s
         if not sites:
             warnings.append(f"block {block.index} ({block.name}, {block.type}) has no site at location "
                             f"{location} of kind {'/'.join(sorted(kinds))} to swap to {to}")
-        changes += [_change(block.index, s.name, s.spelling, nodes[s.node], s.kind, to, s.composite) for s in sites]
-    outside = [n for n in _outside_sites(analysis, kinds) if activation_of(n, analysis.graph_module).kind != to]
+        for s in sites:
+            book.add(block.index, s.name, s.spelling, nodes[s.node], s.kind, s.composite)
+    outside = [n for n in _outside_sites(analysis, kinds) if activation_of(n, gm).kind != to]
     if outside_blocks:
         for node in outside:
-            ref = activation_of(node, analysis.graph_module)
-            name = qualified(node) + (".act" if ref.composite else "")
-            changes.append(_change(0, name, ref.spelling, node, ref.kind, to, ref.composite))
+            ref = activation_of(node, gm)
+            book.add(0, qualified(node) + (".act" if ref.composite else ""), ref.spelling, node, ref.kind, ref.composite)
     elif outside and location == "all":
         warnings.append(f"{len(outside)} {'/'.join(sorted(kinds))} site(s) outside every block left unchanged "
                         f"({', '.join(qualified(n) for n in outside[:4])}{', ...' if len(outside) > 4 else ''}); "
                         "seed 000's PReLU-all swaps them too: pass outside_blocks=True / --outside-blocks")
-    return Plan("swap", settings, tuple(analysis.blocks), selection.indices, selection.reason,
-                tuple(changes), tuple(warnings))
-
-
-def _apply(gm: fx.GraphModule, plan: Plan, to: str) -> StepReport:
-    nodes = {n.name: n for n in gm.graph.nodes}
-    counts = call_counts(gm)
-    added, removed = [], []
-    for change in plan.changes:
-        node = nodes[change.node]
-        module = make_activation(to, node_channels(node))
-        ref = activation_of(node, gm)
-        if ref is not None and ref.composite:
-            composite_with_act(gm, ref.composite, module)
-            continue
-        path = site_path(gm, node, to, counts)
-        removed.append(qualified(node))
-        new = replace_with_module(gm, node, path, module)
-        added.append(f"{qualified(new)} ({path})")
-    return StepReport("swap", plan.settings, plan.selected, plan.selection_reason, plan.changes,
-                      nodes_removed=tuple(removed), nodes_added=tuple(added), warnings=plan.warnings)
+    return Plan("swap", tuple(analysis.blocks), selection.indices, selection.reason, tuple(book.changes),
+                tuple(warnings), tuple(book.actions), tuple(book.removed))
 
 
 def swap_step(to: str = "prelu", proportion: float = 1.0, location="all", blocks=None, activations=("relu",),
-              stage=None, random: bool = False, seed: int = 0, outside_blocks: bool = False) -> Step:
-    """The swap step with its settings (for :func:`run_rewrite` and recipes)."""
+              stage=None, random: bool = False, seed: int = 0, outside_blocks: bool = False,
+              discovery: dict | None = None) -> Step:
+    """The swap step with its settings (for :func:`run_rewrite` and recipes).
+
+    Example:
+        >>> swap_step("gelu", location="last").settings["to"]
+        'gelu'
+    """
     to = check_target(to)
     location = parse_location(location)
     kinds = normalize_kinds(activations)
-    settings = {"to": to, "proportion": float(proportion), "location": location, "blocks": blocks,
-                "stage": stage, "random": random, "seed": seed, "activations": sorted(kinds),
-                "outside_blocks": bool(outside_blocks)}
-    return Step(
-        "swap", settings,
-        lambda a: _plan(a, to, proportion, location, blocks, stage, random, seed, kinds, outside_blocks, settings),
-        lambda gm, plan: _apply(gm, plan, to), tuple(sorted(kinds | {to})),
-    )
+    settings = {"to": to, **selection_settings(proportion, location, blocks, stage, random, seed, kinds, discovery,
+                                               outside_blocks=bool(outside_blocks))}
+    return Step("swap", settings, lambda a: _plan(a, settings, location, kinds), tuple(sorted(kinds | {to})))
 
 
 def swap(model: nn.Module, to: str = "prelu", location="all", proportion: float = 1.0, blocks=None,
@@ -164,12 +169,12 @@ def swap(model: nn.Module, to: str = "prelu", location="all", proportion: float 
 
     Example:
         >>> import torchvision
-        >>> new, report = swap(torchvision.models.resnet18(), to="gelu", location="all", outside_blocks=True)
+        >>> new, report = swap(torchvision.models.resnet18(), to="gelu", location="all", outside_blocks=True,
+        ...                    check=False)
         >>> report.sites_after
         {'gelu': 17}
     """
-    step = swap_step(to, proportion, location, blocks, activations, stage, random, seed, outside_blocks)
     spec = BlockSpec(tuple(block_types), tuple(block_names), predicate)
-    if spec:
-        step.settings["discovery"] = spec.to_recipe()
+    step = swap_step(to, proportion, location, blocks, activations, stage, random, seed, outside_blocks,
+                     spec.to_recipe() if spec else None)
     return run_rewrite(model, [step], example_input, spec, dry_run, check=check)

@@ -55,7 +55,13 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class AugmentParams:
-    """Per-sample crop offsets (top, left) and flip flags of one batch, on the data device."""
+    """Per-sample crop offsets (top, left) and flip flags of one batch, on the data device.
+
+    Example:
+        >>> params = DeviceAugment((0.5,), (0.5,), pad=4, flip=True, device=torch.device("cpu")).sample(8, 0, 0, 0)
+        >>> tuple(params.slice(0, 2).top.shape)
+        (2,)
+    """
 
     top: torch.Tensor
     left: torch.Tensor
@@ -70,6 +76,12 @@ class DeviceAugment:
     """Normalise uint8 batches on their device, optionally with crop (pad ``pad``) and flip.
 
     ``pad=0`` and ``flip=False`` give plain normalisation ``(x / 255 - mean) / std``.
+
+    Example:
+        >>> aug = DeviceAugment((0.5,), (0.5,), pad=0, flip=False, device=torch.device("cpu"))
+        >>> y = aug.apply(torch.full((1, 1, 2, 2), 255, dtype=torch.uint8))  # (1 - 0.5) / 0.5
+        >>> aug.active, y.dtype, [round(v, 4) for v in y.flatten().tolist()]
+        (False, torch.float32, [1.0, 1.0, 1.0, 1.0])
     """
 
     def __init__(self, mean, std, pad: int, flip: bool, device: torch.device) -> None:

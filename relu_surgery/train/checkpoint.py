@@ -34,12 +34,27 @@ FORMAT = "relu_surgery.train/1"
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save(obj)`` to ``path`` atomically."""
+    """``torch.save(obj)`` to ``path`` atomically.
+
+    Example:
+        >>> import tempfile
+        >>> path = tempfile.mkdtemp() + "/state.pt"
+        >>> atomic_save({"step": torch.tensor(3)}, path)
+        >>> load_checkpoint(path)["step"].item()
+        3
+    """
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint written by the runner (weights only, never arbitrary objects)."""
+    """Load a checkpoint written by the runner (weights only, never arbitrary objects).
+
+    Example:
+        >>> load_checkpoint("/nowhere/checkpoint.pt")
+        Traceback (most recent call last):
+        ...
+        relu_surgery.train.errors.CheckpointError: no checkpoint at /nowhere/checkpoint.pt
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
@@ -53,7 +68,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def capture_rng(extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """This process's RNG states as plain tensors/lists (``weights_only``-loadable)."""
+    """This process's RNG states as plain tensors/lists (``weights_only``-loadable).
+
+    Example:
+        >>> state = capture_rng({"epoch": 2})
+        >>> sorted(state)[:3], state["epoch"]
+        (['epoch', 'numpy', 'python'], 2)
+    """
     import numpy as np
 
     version, mt, gauss = random.getstate()
@@ -71,7 +92,15 @@ def capture_rng(extra: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def restore_rng(state: dict[str, Any]) -> None:
-    """Restore what :func:`capture_rng` captured (CUDA states only where CUDA is in use)."""
+    """Restore what :func:`capture_rng` captured (CUDA states only where CUDA is in use).
+
+    Example:
+        >>> state = capture_rng()
+        >>> first = torch.rand(1)
+        >>> restore_rng(state)
+        >>> torch.equal(torch.rand(1), first)
+        True
+    """
     import numpy as np
 
     torch.set_rng_state(state["torch"])

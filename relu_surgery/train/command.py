@@ -44,7 +44,12 @@ CONFIG_OPTIONS = {
 
 
 class UserError(click.ClickException):
-    """A SurgeryError shown as one line on stderr, exit status 2."""
+    """A SurgeryError shown as one line on stderr, exit status 2.
+
+    Example:
+        >>> UserError("unknown dataset 'x'").exit_code
+        2
+    """
 
     exit_code = 2
 

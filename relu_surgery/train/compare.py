@@ -33,7 +33,13 @@ __all__ = ["Summary", "CompareResult", "SweepResult", "run_compare", "run_sweep"
 
 @dataclass(frozen=True)
 class Summary:
-    """One model variant over several seeds: final test top-1 errors (%) and training times (s)."""
+    """One model variant over several seeds: final test top-1 errors (%) and training times (s).
+
+    Example:
+        >>> s = Summary("rewritten", 1_700_000, (7.0, 8.0), (60.0, 62.0))
+        >>> s.err_mean, round(s.err_std, 3), s.time_mean
+        (7.5, 0.707, 61.0)
+    """
 
     label: str
     params: int
@@ -81,7 +87,13 @@ def _markdown(rows: list[list[str]]) -> str:
 
 @dataclass(frozen=True)
 class CompareResult:
-    """Original vs rewritten: the paper's table (error mean ± std over seeds, difference, params, time)."""
+    """Original vs rewritten: the paper's table (error mean ± std over seeds, difference, params, time).
+
+    Example:
+        >>> result = CompareResult(Summary("original", 10, (8.0,), (1.0,)), Summary("rewritten", 10, (7.5,), (1.0,)))
+        >>> result.difference, result.rows()[1][3]
+        (-0.5, '-0.50')
+    """
 
     original: Summary
     rewritten: Summary
@@ -107,7 +119,14 @@ class CompareResult:
 
 @dataclass(frozen=True)
 class SweepResult:
-    """One row per swept setting (and the original as baseline), plus the plot's path."""
+    """One row per swept setting (and the original as baseline), plus the plot's path.
+
+    Example:
+        >>> base = Summary("original", 10, (8.0,), (1.0,))
+        >>> sweep = SweepResult((Summary("proportion=0.5", 10, (7.0,), (1.0,)),), base)
+        >>> [row[0] for row in sweep.rows()], sweep.rows()[1][3]
+        (['original', 'proportion=0.5'], '-1.00')
+    """
 
     points: tuple[Summary, ...]
     baseline: Summary | None = None
@@ -129,7 +148,12 @@ class SweepResult:
 
 
 def parse_sweep(items: Sequence[str]) -> list[dict[str, Any]]:
-    """``["proportion=0.25,0.5", "location=last,first"]`` -> the cartesian product as dicts."""
+    """``["proportion=0.25,0.5", "location=last,first"]`` -> the cartesian product as dicts.
+
+    Example:
+        >>> parse_sweep(["proportion=0.5,1.0", "location=last,first"])[:2]
+        [{'proportion': 0.5, 'location': 'last'}, {'proportion': 0.5, 'location': 'first'}]
+    """
     axes: dict[str, list[Any]] = {}
     for item in items:
         key, sep, values = item.partition("=")
@@ -140,7 +164,12 @@ def parse_sweep(items: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def point_label(settings: dict[str, Any]) -> str:
-    """``{"proportion": 0.5, "location": "last"}`` -> ``"proportion=0.5,location=last"``."""
+    """``{"proportion": 0.5, "location": "last"}`` -> ``"proportion=0.5,location=last"``.
+
+    Example:
+        >>> point_label({"proportion": 0.5, "location": "last"})
+        'proportion=0.5,location=last'
+    """
     return ",".join(f"{k}={v}" for k, v in settings.items())
 
 
@@ -187,8 +216,13 @@ def run_compare(make_original: ModelFactory, make_rewritten: ModelFactory, confi
     weights where the rewrite keeps them). Writes ``compare.json`` and ``compare.md`` in ``out_dir``.
 
     Example:
-        >>> result = run_compare(lambda s: build(s), lambda s: erase(build(s))[0], cfg, "runs/cmp")  # doctest: +SKIP
-        >>> print(result.to_markdown())                                                           # doctest: +SKIP
+        >>> import tempfile, relu_surgery as rs
+        >>> from relu_surgery.train.tiny import smoke_config, tiny_cnn
+        >>> cfg, build = smoke_config(), lambda seed: tiny_cnn(in_chans=1, width=4)
+        >>> rewrite = lambda seed: rs.swap(build(seed), to="gelu", check=False)[0]
+        >>> result = run_compare(build, rewrite, cfg, tempfile.mkdtemp(), seeds=(0,))
+        >>> [r[0] for r in result.rows()], result.to_markdown().splitlines()[0]
+        (['original', 'rewritten'], '| model | params | error (%) | Δ error | per seed | time/run |')
     """
     out_dir = Path(out_dir)
     info = (lambda label: (lambda seed: model_info(label, seed))) if model_info else (lambda label: None)
@@ -211,8 +245,12 @@ def run_sweep(make_original: ModelFactory | None, make_point: Callable[[dict, in
     other setting, the original as a dashed line) in ``out_dir``.
 
     Example:
-        >>> points = parse_sweep(["proportion=0.25,0.5,0.75,1.0", "location=last,first"])
-        >>> run_sweep(build, lambda p, s: erase(build(s), **p)[0], points, cfg, "runs/sweep")  # doctest: +SKIP
+        >>> import tempfile, relu_surgery as rs
+        >>> from relu_surgery.train.tiny import smoke_config, tiny_mlp
+        >>> make = lambda p, seed: rs.swap(tiny_mlp(hidden=8), **p, check=False)[0]
+        >>> result = run_sweep(None, make, parse_sweep(["to=gelu,silu"]), smoke_config("mnist"), tempfile.mkdtemp())
+        >>> [p.label for p in result.points], result.plot.endswith("sweep.png")
+        (['to=gelu', 'to=silu'], True)
     """
     from .plots import plot_sweep
 

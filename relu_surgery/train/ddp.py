@@ -25,12 +25,18 @@ import torch.distributed as dist
 from .errors import TrainConfigError
 
 __all__ = ["DistEnv", "init_distributed", "distributed_session", "all_reduce_sum", "gather_objects",
-           "broadcast_object", "barrier", "shutdown", "pick_device"]
+           "barrier", "shutdown", "pick_device"]
 
 
 @dataclass(frozen=True)
 class DistEnv:
-    """Who this process is: rank, world size, local rank, its device, and whether it made the group."""
+    """Who this process is: rank, world size, local rank, its device, and whether it made the group.
+
+    Example:
+        >>> env = init_distributed("cpu")  # one process: no process group is started
+        >>> env.rank, env.world_size, env.is_main, env.distributed
+        (0, 1, True, False)
+    """
 
     rank: int
     world_size: int
@@ -74,6 +80,10 @@ def init_distributed(device_preference: str = "auto") -> DistEnv:
     """Join (or create) the process group described by torchrun's environment variables.
 
     Without ``WORLD_SIZE`` > 1 this returns a single-process environment and starts nothing.
+
+    Example:
+        >>> init_distributed("cpu").device
+        device(type='cpu')
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -90,14 +100,24 @@ def init_distributed(device_preference: str = "auto") -> DistEnv:
 
 
 def shutdown(env: DistEnv) -> None:
-    """Destroy the process group if ``env`` created it."""
+    """Destroy the process group if ``env`` created it.
+
+    Example:
+        >>> shutdown(init_distributed("cpu"))  # nothing to destroy: this process made no group
+    """
     if env.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 
 @contextmanager
 def distributed_session(device_preference: str = "auto") -> Iterator[DistEnv]:
-    """Context manager: one process group for several runs (``--compare``, sweeps)."""
+    """Context manager: one process group for several runs (``--compare``, sweeps).
+
+    Example:
+        >>> with distributed_session("cpu") as env:
+        ...     env.world_size
+        1
+    """
     env = init_distributed(device_preference)
     try:
         yield env
@@ -106,14 +126,24 @@ def distributed_session(device_preference: str = "auto") -> Iterator[DistEnv]:
 
 
 def all_reduce_sum(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
-    """Sum ``tensor`` over all ranks in place (a no-op for one process); returns it."""
+    """Sum ``tensor`` over all ranks in place (a no-op for one process); returns it.
+
+    Example:
+        >>> all_reduce_sum(torch.ones(2), init_distributed("cpu"))
+        tensor([1., 1.])
+    """
     if env.distributed:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
 def gather_objects(obj: Any, env: DistEnv) -> list[Any]:
-    """Every rank's ``obj``, indexed by rank (``[obj]`` for one process)."""
+    """Every rank's ``obj``, indexed by rank (``[obj]`` for one process).
+
+    Example:
+        >>> gather_objects({"err": 7.5}, init_distributed("cpu"))
+        [{'err': 7.5}]
+    """
     if not env.distributed:
         return [obj]
     out: list[Any] = [None] * env.world_size
@@ -121,16 +151,11 @@ def gather_objects(obj: Any, env: DistEnv) -> list[Any]:
     return out
 
 
-def broadcast_object(obj: Any, env: DistEnv) -> Any:
-    """Rank 0's ``obj`` on every rank."""
-    if not env.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def barrier(env: DistEnv) -> None:
-    """Wait for all ranks (a no-op for one process)."""
+    """Wait for all ranks (a no-op for one process).
+
+    Example:
+        >>> barrier(init_distributed("cpu"))  # a no-op for one process
+    """
     if env.distributed:
         dist.barrier()

@@ -31,14 +31,26 @@ __all__ = ["Engine", "build_optimizer", "amp_dtype", "logits_of"]
 
 
 def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """bf16 for ``amp="bf16"`` or ``"auto"`` on CUDA; ``None`` (float32) otherwise."""
+    """bf16 for ``amp="bf16"`` or ``"auto"`` on CUDA; ``None`` (float32) otherwise.
+
+    Example:
+        >>> cfg = TrainConfig(dataset="mnist", amp="auto")
+        >>> amp_dtype(cfg, torch.device("cpu")), amp_dtype(cfg, torch.device("cuda"))
+        (None, torch.bfloat16)
+    """
     if config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """SGD with momentum and weight decay on every trainable parameter (fused on CUDA)."""
+    """SGD with momentum and weight decay on every trainable parameter (fused on CUDA).
+
+    Example:
+        >>> opt = build_optimizer(nn.Linear(2, 2), TrainConfig(dataset="mnist", lr=0.05), torch.device("cpu"))
+        >>> type(opt).__name__, opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"]
+        ('SGD', 0.05, 0.9)
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     kwargs = dict(lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
                   nesterov=config.nesterov)
@@ -51,7 +63,12 @@ def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device)
 
 
 def logits_of(output) -> torch.Tensor:
-    """The logits of a model output (tensor, tuple/namedtuple with logits first, or ``.logits``)."""
+    """The logits of a model output (tensor, tuple/namedtuple with logits first, or ``.logits``).
+
+    Example:
+        >>> logits_of((torch.ones(1, 3), "aux")).shape
+        torch.Size([1, 3])
+    """
     if isinstance(output, torch.Tensor):
         return output
     if hasattr(output, "logits"):
@@ -60,7 +77,15 @@ def logits_of(output) -> torch.Tensor:
 
 
 class Engine:
-    """Holds the model as trained (maybe DDP + compiled) and the raw module whose state is saved."""
+    """Holds the model as trained (maybe DDP + compiled) and the raw module whose state is saved.
+
+    Example:
+        >>> from relu_surgery.train.ddp import init_distributed
+        >>> engine = Engine(nn.Linear(4, 3), TrainConfig(dataset="mnist", lr=0.1), init_distributed("cpu"))
+        >>> loss, logits = engine.train_step(torch.randn(8, 4), torch.randint(0, 3, (8,)))
+        >>> tuple(logits.shape), sorted(engine.evaluate([(torch.randn(4, 4), torch.tensor([0, 1, 2, 0]))]))[:2]
+        ((8, 3), ['test_acc', 'test_loss'])
+    """
 
     def __init__(self, model: nn.Module, config: TrainConfig, env: DistEnv) -> None:
         self.config, self.env, self.device = config, env, env.device

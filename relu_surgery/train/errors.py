@@ -15,15 +15,30 @@ __all__ = ["DatasetError", "CheckpointError", "TrainConfigError", "TrainingInter
 
 
 class CheckpointError(SurgeryError):
-    """A run directory without a usable checkpoint, or one that does not fit the model or config."""
+    """A run directory without a usable checkpoint, or one that does not fit the model or config.
+
+    Example:
+        >>> isinstance(CheckpointError("no checkpoint at runs/x"), SurgeryError)
+        True
+    """
 
 
 class TrainConfigError(SurgeryError):
-    """Training options that are invalid or contradict each other."""
+    """Training options that are invalid or contradict each other.
+
+    Example:
+        >>> str(TrainConfigError("batch size 100 does not split evenly over 3 processes"))
+        'batch size 100 does not split evenly over 3 processes'
+    """
 
 
 class TrainingInterrupted(SurgeryError):
-    """Training stopped on SIGTERM/SIGINT after saving a resumable checkpoint."""
+    """Training stopped on SIGTERM/SIGINT after saving a resumable checkpoint.
+
+    Example:
+        >>> str(TrainingInterrupted("runs/x", 3, 10)).split(";")[0]
+        'training interrupted at epoch 3, step 10'
+    """
 
     def __init__(self, run_dir: str, epoch: int, step: int) -> None:
         super().__init__(

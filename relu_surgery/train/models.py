@@ -1,7 +1,7 @@
 """Which model to train: a name, ``module:callable`` or saved rewrite directory, plus rewrites to apply.
 
 Models come from :func:`relu_surgery.create_model` / :func:`relu_surgery.load`, rewrites from the
-one registry of rewrites by name (:data:`relu_surgery.surgery.registry.REWRITES`). A
+one registry of rewrites by name (:func:`relu_surgery.surgery.registry.get_rewrite`). A
 :class:`ModelSpec` is stored in a run's ``config.json`` so ``--resume`` can rebuild the model.
 
 Example:
@@ -24,7 +24,7 @@ import torch.nn as nn
 from ..errors import SurgeryError
 from ..models import create_model, load
 from ..models.weights import load_weights
-from ..surgery.registry import REWRITES
+from ..surgery.registry import get_rewrite
 from .errors import TrainConfigError
 
 __all__ = ["RewriteSpec", "ModelSpec", "parse_value", "parse_pairs", "resolve_model", "apply_rewrites",
@@ -52,7 +52,12 @@ def parse_value(text: str) -> Any:
 
 
 def parse_pairs(text: str) -> dict[str, Any]:
-    """``"proportion=0.5,location=last"`` -> ``{"proportion": 0.5, "location": "last"}``."""
+    """``"proportion=0.5,location=last"`` -> ``{"proportion": 0.5, "location": "last"}``.
+
+    Example:
+        >>> parse_pairs("proportion=0.5,location=last")
+        {'proportion': 0.5, 'location': 'last'}
+    """
     out: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
@@ -64,7 +69,12 @@ def parse_pairs(text: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class RewriteSpec:
-    """One rewrite by its ``relu_surgery`` function name and keyword arguments."""
+    """One rewrite by its ``relu_surgery`` function name and keyword arguments.
+
+    Example:
+        >>> RewriteSpec.parse("erase:proportion=0.5,location=first")
+        RewriteSpec(name='erase', kwargs={'proportion': 0.5, 'location': 'first'})
+    """
 
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -82,7 +92,13 @@ class RewriteSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to build a model: its source, constructor arguments, and the rewrites applied on top."""
+    """How to build a model: its source, constructor arguments, and the rewrites applied on top.
+
+    Example:
+        >>> spec = ModelSpec("cifar_resnet20", rewrites=(RewriteSpec("erase"),))
+        >>> ModelSpec.from_dict(spec.to_dict()) == spec
+        True
+    """
 
     source: str
     args: dict[str, Any] = field(default_factory=dict)
@@ -116,7 +132,8 @@ def resolve_model(source: str, *, num_classes: int, in_chans: int = 3, args: dic
     ``num_classes`` is always passed to the builder, ``in_chans`` only when it is not 3.
 
     Example:
-        >>> resolve_model("cifar_resnet20", num_classes=100)  # doctest: +SKIP
+        >>> resolve_model("cifar_resnet20", num_classes=100, in_chans=1).head.fc.out_features
+        100
     """
     if Path(source).expanduser().is_dir():
         return load(str(Path(source).expanduser()), trust_code=trust_code)
@@ -136,13 +153,17 @@ def apply_rewrites(model: nn.Module, rewrites: tuple[RewriteSpec, ...] | list[Re
     A rewrite that changes nothing (no site selected, no eligible site) is a :class:`TrainConfigError`.
 
     Example:
-        >>> new_model, reports = apply_rewrites(model, [RewriteSpec("erase", {"proportion": 0.5})])  # doctest: +SKIP
+        >>> from relu_surgery.train.tiny import tiny_cnn
+        >>> new_model, reports = apply_rewrites(tiny_cnn(), [RewriteSpec.parse("swap:to=gelu")])
+        >>> reports[0].sites_after
+        {'gelu': 2}
     """
     reports = []
     for spec in rewrites:
-        fn = REWRITES.get(spec.name)
-        if fn is None:
-            raise TrainConfigError(f"unknown rewrite {spec.name!r}; known: {', '.join(sorted(REWRITES))}")
+        try:
+            fn = get_rewrite(spec.name)
+        except SurgeryError as exc:
+            raise TrainConfigError(str(exc)) from None
         kwargs = dict(spec.kwargs)
         if example_input is not None and "example_input" in inspect.signature(fn).parameters:
             kwargs.setdefault("example_input", example_input)
@@ -166,6 +187,13 @@ def build_model(spec: ModelSpec, *, num_classes: int, in_chans: int, image_size:
     The same seed gives the same initial weights, so an original and a rewritten model built from
     one seed start from the same point wherever the rewrite keeps a parameter. ``trust_code`` lets a
     saved directory's recipe run the user code it names.
+
+    Example:
+        >>> spec = ModelSpec("relu_surgery.train.tiny:tiny_cnn", rewrites=(RewriteSpec("erase"),))
+        >>> model = build_model(spec, num_classes=10, in_chans=1, image_size=28, seed=0)
+        >>> from relu_surgery.graph.provenance import recipe_of
+        >>> isinstance(model, torch.fx.GraphModule), [r["rewrite"] for r in recipe_of(model)["rewrites"]]
+        (True, ['erase'])
     """
     torch.manual_seed(seed)
     try:

@@ -5,7 +5,9 @@ Figures are drawn on their own Agg canvas (no pyplot, no global backend); nothin
 Example:
     >>> rows = [{"epoch": 1, "train_loss": 1.0, "test_loss": 0.9, "train_acc": 60.0,
     ...          "test_top1_err": 35.0, "test_top5_err": 5.0, "lr": 0.1}]
-    >>> plot_curves(rows, "curves.png", title="demo")  # doctest: +SKIP
+    >>> import tempfile
+    >>> plot_curves(rows, tempfile.mkdtemp() + "/curves.png", title="demo").name
+    'curves.png'
 """
 
 from __future__ import annotations
@@ -31,7 +33,15 @@ def _save(fig, path: str | Path) -> None:
 
 
 def plot_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Loss, error and learning rate against epoch, train and test, in one PNG; returns the path."""
+    """Loss, error and learning rate against epoch, train and test, in one PNG; returns the path.
+
+    Example:
+        >>> import tempfile
+        >>> rows = [{"epoch": e, "train_loss": 1 / e, "test_loss": 1 / e, "train_acc": 50 + e, "test_top1_err": 40 - e,
+        ...          "test_top5_err": 5.0, "lr": 0.1} for e in (1, 2)]
+        >>> plot_curves(rows, tempfile.mkdtemp() + "/c.png").suffix
+        '.png'
+    """
     epochs = [r["epoch"] for r in rows]
     fig, (ax_loss, ax_err, ax_lr) = _subplots(1, 3, figsize=(15, 4.2))
     ax_loss.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
@@ -61,6 +71,12 @@ def plot_sweep(points: Sequence[dict[str, Any]], path: str | Path, baseline: dic
 
     Each point is ``{"settings": {...}, "err_mean": float, "err_std": float}``; settings without a
     ``proportion`` are placed by their order.
+
+    Example:
+        >>> import tempfile
+        >>> points = [{"settings": {"proportion": p}, "err_mean": 8 - p, "err_std": 0.1} for p in (0.5, 1.0)]
+        >>> plot_sweep(points, tempfile.mkdtemp() + "/s.png").name
+        's.png'
     """
     fig, ax = _subplots(figsize=(6.5, 4.5))
     groups: dict[str, list[tuple[float, float, float]]] = {}

@@ -49,7 +49,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def list_presets() -> list[str]:
-    """Names of the presets, sorted."""
+    """Names of the presets, sorted.
+
+    Example:
+        >>> "paper-cifar" in list_presets()
+        True
+    """
     return sorted(PRESETS)
 
 

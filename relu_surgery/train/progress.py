@@ -19,7 +19,15 @@ LOSS_EVERY = 20  # steps between loss read-outs for the bar (each one syncs the 
 
 
 def format_row(row: dict[str, Any], epochs: int) -> str:
-    """One line summarising an epoch's metrics row."""
+    """One line summarising an epoch's metrics row.
+
+    Example:
+        >>> row = {"epoch": 1, "lr": 0.1, "train_loss": 0.5, "train_acc": 80.0, "test_loss": 0.6, "test_top1_err": 21.0,
+        ...        "test_top5_err": 2.0, "samples_per_s": 1000.0, "epoch_seconds": 12.3}
+        >>> line = format_row(row, epochs=10)
+        >>> line.startswith("epoch   1/10"), "top-1 err 21.00%" in line
+        (True, True)
+    """
     return (
         f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.4g}  "
         f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.2f}%  "
@@ -29,7 +37,11 @@ def format_row(row: dict[str, Any], epochs: int) -> str:
 
 
 class Reporter:
-    """Silent reporter; subclasses draw progress."""
+    """Silent reporter; subclasses draw progress.
+
+    Example:
+        >>> Reporter().message("saved")  # silent: prints nothing
+    """
 
     def start(self, title: str, epochs: int, steps_per_epoch: int, start_epoch: int, start_step: int) -> None:
         """The run begins (or resumes) at ``start_epoch`` (0-based), step ``start_step``."""
@@ -51,7 +63,13 @@ class Reporter:
 
 
 class RichReporter(Reporter):
-    """Rich progress bars (overall and current epoch) plus one printed line per epoch."""
+    """Rich progress bars (overall and current epoch) plus one printed line per epoch.
+
+    Example:
+        >>> reporter = RichReporter(bars=False)
+        >>> reporter.message("resumed from epoch 3")
+        resumed from epoch 3
+    """
 
     def __init__(self, bars: bool) -> None:
         from rich.console import Console
@@ -93,7 +111,12 @@ class RichReporter(Reporter):
 
 
 def make_reporter(progress: bool | None, is_main: bool) -> Reporter:
-    """The reporter for this rank: silent off rank 0 or with ``progress=False``."""
+    """The reporter for this rank: silent off rank 0 or with ``progress=False``.
+
+    Example:
+        >>> type(make_reporter(progress=True, is_main=False)).__name__, type(make_reporter(None, True)).__name__
+        ('Reporter', 'RichReporter')
+    """
     if not is_main or progress is False:
         return Reporter()
     import sys

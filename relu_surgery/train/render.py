@@ -1,7 +1,13 @@
 """Terminal rendering of comparison and sweep tables (rich), used by the ``train`` command.
 
 Example:
-    >>> print_table("demo", ["a", "b"], [["1", "2"]])  # doctest: +SKIP
+    >>> print_table("demo", ["model", "error (%)"], [["original", "7.61"]])
+                  demo
+    ┏━━━━━━━━━━┳━━━━━━━━━━━┓
+    ┃ model    ┃ error (%) ┃
+    ┡━━━━━━━━━━╇━━━━━━━━━━━┩
+    │ original │      7.61 │
+    └──────────┴───────────┘
 """
 
 from __future__ import annotations
@@ -12,7 +18,17 @@ __all__ = ["print_table"]
 
 
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Print ``rows`` under ``header`` as a rich table titled ``title`` on stdout."""
+    """Print ``rows`` under ``header`` as a rich table titled ``title`` on stdout.
+
+    Example:
+        >>> print_table("sweep", ["proportion"], [["0.5"]])
+            sweep
+        ┏━━━━━━━━━━━━┓
+        ┃ proportion ┃
+        ┡━━━━━━━━━━━━┩
+        │        0.5 │
+        └────────────┘
+    """
     from rich.console import Console
     from rich.table import Table
 

@@ -22,7 +22,14 @@ __all__ = ["LRSchedule"]
 
 
 class LRSchedule:
-    """Maps a global iteration to a learning rate; ``state_dict`` records where the run is."""
+    """Maps a global iteration to a learning rate; ``state_dict`` records where the run is.
+
+    Example:
+        >>> cfg = TrainConfig(dataset="cifar10", lr=0.1, epochs=4, milestones=(0.5, 0.75), warmup_iters=0)
+        >>> schedule = LRSchedule(cfg, steps_per_epoch=10)
+        >>> [schedule.lr_at(i) for i in (0, 20, 30)]
+        [0.1, 0.01, 0.001]
+    """
 
     def __init__(self, config: TrainConfig, steps_per_epoch: int) -> None:
         self.config = config

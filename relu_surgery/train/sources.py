@@ -8,13 +8,12 @@ incomplete last batch is dropped) and hand rank ``r`` of ``W`` the slice
 shards whose sums the loop adds up across ranks.
 
 Example:
-    >>> from relu_surgery.train.config import TrainConfig
     >>> from relu_surgery.train.ddp import init_distributed
-    >>> cfg = TrainConfig(dataset="fashion-mnist", data_dir="data/fashion-mnist", batch_size=64)
-    >>> source = make_source(cfg, init_distributed("cpu"))           # doctest: +SKIP
-    >>> x, y = next(iter(source.train_batches(epoch=0, start_step=0)))  # doctest: +SKIP
-    >>> x.shape                                                       # doctest: +SKIP
-    torch.Size([64, 1, 28, 28])
+    >>> from relu_surgery.train.tiny import smoke_config
+    >>> source = make_source(smoke_config(), init_distributed("cpu"))
+    >>> x, y = next(iter(source.train_batches(epoch=0, start_step=0)))
+    >>> x.shape, source.steps_per_epoch
+    (torch.Size([32, 1, 28, 28]), 2)
 """
 
 from __future__ import annotations
@@ -33,7 +32,18 @@ from .folder import FolderSource
 __all__ = ["TensorSource", "make_source"]
 
 class TensorSource:
-    """A tensor dataset held on the device, augmented there (see ``augment.py``)."""
+    """A tensor dataset held on the device, augmented there (see ``augment.py``).
+
+    Example:
+        See the module example; a source holds the dataset on the device as uint8:
+
+        >>> from relu_surgery.data.datasets import ArrayData, get_dataset_spec
+        >>> from relu_surgery.train.ddp import init_distributed
+        >>> data = ArrayData(get_dataset_spec("mnist"), torch.zeros(8, 1, 28, 28, dtype=torch.uint8), torch.zeros(8).long(),
+        ...                  torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.zeros(4).long())
+        >>> TensorSource(data, TrainConfig(dataset="mnist", batch_size=4), init_distributed("cpu")).steps_per_epoch
+        2
+    """
 
     def __init__(self, data: ArrayData, config: TrainConfig, env: DistEnv,
                  memory_format: torch.memory_format = torch.contiguous_format) -> None:
@@ -86,7 +96,15 @@ class TensorSource:
 
 def make_source(config: TrainConfig, env: DistEnv,
                 memory_format: torch.memory_format = torch.contiguous_format) -> BatchSource:
-    """The batch source for ``config.dataset``: tensors on the device, or an ImageFolder reader."""
+    """The batch source for ``config.dataset``: tensors on the device, or an ImageFolder reader.
+
+    Example:
+        >>> from relu_surgery.train.ddp import init_distributed
+        >>> make_source(TrainConfig(dataset="mnist", data_dir="/nowhere"), init_distributed("cpu"))
+        Traceback (most recent call last):
+        ...
+        relu_surgery.errors.DatasetError: mnist data directory /nowhere does not exist (pass --download to fetch it)
+    """
     if config.dataset == "imagefolder":
 
         return FolderSource(config, env, memory_format)

@@ -29,31 +29,58 @@ SHORTCUTS = ("A", "B")
 
 
 def maybe(layer: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
-    """``layer(x)``, or ``x`` unchanged when the optional ``layer`` is absent (``None``)."""
+    """``layer(x)``, or ``x`` unchanged when the optional ``layer`` is absent (``None``).
+
+    Example:
+        >>> maybe(None, torch.ones(1)), maybe(nn.Identity(), torch.ones(1))
+        (tensor([1.]), tensor([1.]))
+    """
     return x if layer is None else layer(x)
 
 
 def check_choice(name: str, value, choices) -> None:
-    """Raise a ``ValueError`` naming the allowed values when ``value`` is not one of ``choices``."""
+    """Raise a ``ValueError`` naming the allowed values when ``value`` is not one of ``choices``.
+
+    Example:
+        >>> check_choice("norm", "ln", NORMS)
+        Traceback (most recent call last):
+        ...
+        ValueError: norm='ln' is not supported; choose one of 'bn', 'none'
+    """
     if value not in choices:
         raise ValueError(f"{name}={value!r} is not supported; choose one of {', '.join(map(repr, choices))}")
 
 
 def resolve_bias(norm: str, bias: bool | None) -> bool:
-    """Conv bias default: off when a norm follows the conv, on for the plain (``norm="none"``) nets."""
+    """Conv bias default: off when a norm follows the conv, on for the plain (``norm="none"``) nets.
+
+    Example:
+        >>> resolve_bias("bn", None), resolve_bias("none", None), resolve_bias("bn", True)
+        (False, True, True)
+    """
     check_choice("norm", norm, NORMS)
     return norm == "none" if bias is None else bool(bias)
 
 
 def norm2d(norm: str, channels: int) -> nn.Module | None:
-    """``BatchNorm2d(channels)`` for ``norm="bn"``; ``None`` (no layer at all) for ``norm="none"``."""
+    """``BatchNorm2d(channels)`` for ``norm="bn"``; ``None`` (no layer at all) for ``norm="none"``.
+
+    Example:
+        >>> type(norm2d("bn", 8)).__name__, norm2d("none", 8)
+        ('BatchNorm2d', None)
+    """
     check_choice("norm", norm, NORMS)
     return nn.BatchNorm2d(channels) if norm == "bn" else None
 
 
 def conv2d(in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1, groups: int = 1,
            bias: bool = False) -> nn.Conv2d:
-    """Conv with "same" padding for odd kernels (3x3 -> padding 1, 1x1 -> padding 0)."""
+    """Conv with "same" padding for odd kernels (3x3 -> padding 1, 1x1 -> padding 0).
+
+    Example:
+        >>> conv2d(3, 8).padding, conv2d(3, 8, kernel_size=1).padding
+        ((1, 1), (0, 0))
+    """
     return nn.Conv2d(in_chs, out_chs, kernel_size, stride=stride, padding=kernel_size // 2,
                      groups=groups, bias=bias)
 
@@ -111,6 +138,10 @@ def make_shortcut(in_chs: int, out_chs: int, stride: int = 1, kind: str = "B", n
     ``kind="A"``: :class:`ZeroPadShortcut`; ``kind="B"``: 1x1 conv (stride ``stride``) followed by
     BN when ``norm="bn"`` (pass ``norm="none"`` for the pre-activation nets, whose projection is a
     bare conv on the already normalised input).
+
+    Example:
+        >>> make_shortcut(16, 16) is None, [type(m).__name__ for m in make_shortcut(16, 32, stride=2)]
+        (True, ['Conv2d', 'BatchNorm2d'])
     """
     check_choice("shortcut", kind, SHORTCUTS)
     if in_chs == out_chs and stride == 1:
@@ -127,6 +158,11 @@ def make_stage(block: type[nn.Module], num_blocks: int, in_chs: int, out_chs: in
     """``num_blocks`` residual units; the first maps ``in_chs -> out_chs`` with ``stride``.
 
     ``kwargs`` go to every unit, ``first_kwargs`` additionally to the first one only.
+
+    Example:
+        >>> stage = make_stage(ConvBnAct, 3, 16, 32, stride=2)
+        >>> len(stage), stage(torch.randn(1, 16, 8, 8)).shape
+        (3, torch.Size([1, 32, 4, 4]))
     """
     first = block(in_chs, out_chs, stride=stride, **kwargs, **(first_kwargs or {}))
     rest = [block(out_chs, out_chs, stride=1, **kwargs) for _ in range(num_blocks - 1)]
@@ -134,7 +170,12 @@ def make_stage(block: type[nn.Module], num_blocks: int, in_chs: int, out_chs: in
 
 
 class ClassifierHead(nn.Module):
-    """Global average pooling -> flatten -> ``Linear(in_features, num_classes)``."""
+    """Global average pooling -> flatten -> ``Linear(in_features, num_classes)``.
+
+    Example:
+        >>> ClassifierHead(64, 10)(torch.randn(2, 64, 8, 8)).shape
+        torch.Size([2, 10])
+    """
 
     def __init__(self, in_features: int, num_classes: int):
         super().__init__()
@@ -153,6 +194,11 @@ def init_weights(model: nn.Module, scheme: str = "kaiming") -> nn.Module:
     ``"xavier"`` (seed 002 initialises its models without BN with Xavier): Glorot-uniform convs.
     Norm weights 1, every bias 0; Linear layers keep PyTorch's default weight init. Models built
     on the meta device are returned untouched.
+
+    Example:
+        >>> bn = init_weights(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))[1]
+        >>> bn.weight.tolist(), bn.bias.tolist()
+        ([1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0])
     """
     check_choice("scheme", scheme, ("kaiming", "xavier"))
     if any(p.is_meta for p in model.parameters()):

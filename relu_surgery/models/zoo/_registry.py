@@ -19,7 +19,13 @@ __all__ = ["ZooEntry", "register_zoo_model", "list_zoo_models", "get_zoo_entry",
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """One registered builder with what the CLI and the tracer need to know about it."""
+    """One registered builder with what the CLI and the tracer need to know about it.
+
+    Example:
+        >>> entry = get_zoo_entry("mlp12")
+        >>> entry.family, entry.input_size, entry.example_input_size(in_chans=3)
+        ('mlp', (1, 28, 28), (3, 28, 28))
+    """
 
     name: str
     fn: Callable[..., nn.Module]
@@ -64,15 +70,33 @@ def register_zoo_model(family: str, input_size: tuple[int, ...] = (3, 32, 32), p
 
 
 def list_zoo_models() -> list[str]:
-    """Names of every registered zoo model, sorted."""
+    """Names of every registered zoo model, sorted.
+
+    Example:
+        >>> list_zoo_models()[:3]
+        ['cifar_resnet1001', 'cifar_resnet110', 'cifar_resnet1202']
+    """
     return sorted(_ZOO)
 
 
 def get_zoo_entry(name: str) -> ZooEntry:
-    """The registry entry for ``name``; ``KeyError`` if unknown."""
+    """The registry entry for ``name``; ``KeyError`` if unknown.
+
+    Example:
+        >>> get_zoo_entry("wrn_28_10").family
+        'wide_resnet'
+    """
     return _ZOO[name]
 
 
 def create_zoo_model(name: str, **kwargs) -> nn.Module:
-    """Build zoo model ``name`` with random weights (``num_classes``, ``in_chans``, family options)."""
+    """Build zoo model ``name`` with random weights (``num_classes``, ``in_chans``, family options).
+
+    Example:
+        >>> import torch
+        >>> with torch.device("meta"):
+        ...     model = create_zoo_model("cifar_resnet20", num_classes=100)
+        >>> model.head.fc.out_features
+        100
+    """
     return _ZOO[name].fn(**kwargs)

@@ -106,6 +106,9 @@ def inception_v2_cifar(num_classes=10, in_chans=3, depth=10, widths=(16, 32, 64)
     """CIFAR Inception-V2 (64-channel stem, 3 stages x 10 Inception modules, base 16/32/64).
 
     Example:
-        >>> model = inception_v2_cifar(num_classes=100)
+        >>> with torch.device("meta"):  # structure only
+        ...     model = inception_v2_cifar(num_classes=100)
+        >>> sum(p.numel() for p in model.parameters())
+        9337764
     """
     return InceptionV2Cifar(depth, widths, 64, ratios, num_classes, in_chans)

@@ -78,6 +78,9 @@ def mlp12(num_classes=10, in_chans=1, input_size: Sequence[int] = (28, 28), drop
     ``input_size`` is the spatial size; the input is flattened to ``in_chans * prod(input_size)``.
 
     Example:
-        >>> model = mlp12(num_classes=10, in_chans=3, input_size=(32, 32))   # CIFAR-sized
+        >>> with torch.device("meta"):  # structure only
+        ...     model = mlp12(num_classes=10, in_chans=3, input_size=(32, 32))   # CIFAR-sized
+        >>> sum(p.numel() for p in model.parameters())
+        13115010
     """
     return MLP(in_chans * math.prod(input_size), 11, hidden, num_classes, dropout)

@@ -181,7 +181,10 @@ def preact_resnet110(num_classes=10, in_chans=3, **options):
     Options: ``widths`` (default (16, 32, 64)), ``shortcut`` ("B" default, or "A").
 
     Example:
-        >>> model = preact_resnet110(num_classes=100)
+        >>> with torch.device("meta"):  # structure only
+        ...     model = preact_resnet110(num_classes=100)
+        >>> sum(p.numel() for p in model.parameters())
+        1736372
     """
     return _preact_resnet(110, False, num_classes, in_chans, **options)
 
@@ -191,7 +194,10 @@ def preact_resnet164(num_classes=10, in_chans=3, **options):
     """Pre-activation ResNet-164 (bottleneck units, 16-32-64 x4), 1.7M parameters.
 
     Example:
-        >>> model = preact_resnet164(num_classes=100)
+        >>> with torch.device("meta"):  # structure only
+        ...     model = preact_resnet164(num_classes=100)
+        >>> sum(p.numel() for p in model.parameters())
+        1726388
     """
     return _preact_resnet(164, True, num_classes, in_chans, **options)
 

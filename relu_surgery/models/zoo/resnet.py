@@ -169,7 +169,10 @@ def cifar_resnet20(num_classes=10, in_chans=3, **options):
     """ResNet-20 (3x3 basic units, 16-32-64), 0.27M parameters.
 
     Example:
-        >>> model = cifar_resnet20(num_classes=10, in_chans=1)   # e.g. MNIST-sized inputs
+        >>> with torch.device("meta"):  # structure only
+        ...     model = cifar_resnet20(num_classes=10, in_chans=1)   # e.g. MNIST-sized inputs
+        >>> sum(p.numel() for p in model.parameters())
+        269434
     """
     return _cifar_resnet(20, False, num_classes, in_chans, **options)
 
@@ -179,7 +182,10 @@ def cifar_resnet32(num_classes=10, in_chans=3, **options):
     """ResNet-32 (3x3 basic units, 16-32-64), 0.46M parameters.
 
     Example:
-        >>> model = cifar_resnet32(num_classes=100)
+        >>> with torch.device("meta"):  # structure only
+        ...     model = cifar_resnet32(num_classes=100)
+        >>> sum(p.numel() for p in model.parameters())
+        470004
     """
     return _cifar_resnet(32, False, num_classes, in_chans, **options)
 
@@ -189,7 +195,10 @@ def cifar_resnet44(num_classes=10, in_chans=3, **options):
     """ResNet-44 (3x3 basic units, 16-32-64), 0.66M parameters.
 
     Example:
-        >>> model = cifar_resnet44(num_classes=100)
+        >>> with torch.device("meta"):  # structure only
+        ...     model = cifar_resnet44(num_classes=100)
+        >>> sum(p.numel() for p in model.parameters())
+        664436
     """
     return _cifar_resnet(44, False, num_classes, in_chans, **options)
 
@@ -199,7 +208,10 @@ def cifar_resnet56(num_classes=10, in_chans=3, **options):
     """ResNet-56 (3x3 basic units, 16-32-64), 0.85M parameters.
 
     Example:
-        >>> model = cifar_resnet56(num_classes=100, shortcut="B")   # 1x1 conv+BN projections
+        >>> with torch.device("meta"):  # structure only
+        ...     model = cifar_resnet56(num_classes=100, shortcut="B")   # 1x1 conv+BN projections
+        >>> sum(p.numel() for p in model.parameters())
+        861620
     """
     return _cifar_resnet(56, False, num_classes, in_chans, **options)
 
@@ -209,10 +221,22 @@ def cifar_resnet110(num_classes=10, in_chans=3, **options):
     """ResNet-110 (3x3 basic units, 16-32-64), 1.7M parameters; seed 002's BN/plain baseline.
 
     Example:
-        >>> bn = cifar_resnet110(num_classes=100)
-        >>> plain = cifar_resnet110(num_classes=100, norm="none")               # with bias
-        >>> plain_nb = cifar_resnet110(num_classes=100, norm="none", bias=False)
-        >>> double = cifar_resnet110(num_classes=100, widths=(32, 64, 128))
+        >>> with torch.device("meta"):  # structure only
+        ...     bn = cifar_resnet110(num_classes=100)
+        >>> sum(p.numel() for p in bn.parameters())
+        1733812
+        >>> with torch.device("meta"):  # structure only
+        ...     plain = cifar_resnet110(num_classes=100, norm="none")               # with bias
+        >>> sum(p.numel() for p in plain.parameters())
+        1729764
+        >>> with torch.device("meta"):  # structure only
+        ...     plain_nb = cifar_resnet110(num_classes=100, norm="none", bias=False)
+        >>> sum(p.numel() for p in plain_nb.parameters())
+        1725716
+        >>> with torch.device("meta"):  # structure only
+        ...     double = cifar_resnet110(num_classes=100, widths=(32, 64, 128))
+        >>> sum(p.numel() for p in double.parameters())
+        6905092
     """
     return _cifar_resnet(110, False, num_classes, in_chans, **options)
 
@@ -234,7 +258,10 @@ def cifar_resnet164(num_classes=10, in_chans=3, **options):
     """ResNet-164 (after-activation bottleneck units, 16-32-64 x4), 1.7M parameters.
 
     Example:
-        >>> model = cifar_resnet164(num_classes=100)
+        >>> with torch.device("meta"):  # structure only
+        ...     model = cifar_resnet164(num_classes=100)
+        >>> sum(p.numel() for p in model.parameters())
+        1727284
     """
     return _cifar_resnet(164, True, num_classes, in_chans, **options)
 

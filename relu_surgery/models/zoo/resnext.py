@@ -29,7 +29,11 @@ def cifar_resnext(depth: int = 29, cardinality: int = 8, base_width: int = 64, w
     """Any CIFAR ResNeXt-``depth`` (9n + 2) ``cardinality`` x ``base_width``d.
 
     Example:
-        >>> model = cifar_resnext(29, cardinality=4, base_width=32)   # not registered
+        >>> import torch
+        >>> with torch.device("meta"):  # structure only
+        ...     model = cifar_resnext(29, cardinality=4, base_width=32)   # not registered
+        >>> sum(p.numel() for p in model.parameters())
+        6807882
     """
     if (depth - 2) % 9:
         raise ValueError(f"ResNeXt depth must be 9n+2, got {depth}")

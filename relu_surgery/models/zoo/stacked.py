@@ -107,7 +107,10 @@ def vgg_style31(num_classes=10, in_chans=3, depth=10, widths=(16, 32, 64)):
     """31-layer VGG-style net (3 stages x 10 conv-BN-ReLU modules, 16/32/64 channels).
 
     Example:
-        >>> model = vgg_style31(num_classes=100, depth=5)   # 16 weighted layers
+        >>> with torch.device("meta"):  # structure only
+        ...     model = vgg_style31(num_classes=100, depth=5)   # 16 weighted layers
+        >>> sum(p.numel() for p in model.parameters())
+        226964
     """
     return StackedNet(VGGModule, depth, widths, num_classes=num_classes, in_chans=in_chans)
 
@@ -117,6 +120,9 @@ def residual_style31(num_classes=10, in_chans=3, depth=10, widths=(16, 32, 64)):
     """31-layer residual-style net (3 stages x 10 one-conv residual modules, 16/32/64 channels).
 
     Example:
-        >>> model = residual_style31(num_classes=100)
+        >>> with torch.device("meta"):  # structure only
+        ...     model = residual_style31(num_classes=100)
+        >>> sum(p.numel() for p in model.parameters())
+        472756
     """
     return StackedNet(ResidualModule, depth, widths, num_classes=num_classes, in_chans=in_chans)

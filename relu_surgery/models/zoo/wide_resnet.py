@@ -32,7 +32,11 @@ def wide_resnet(depth: int, widen_factor: int, num_classes: int = 10, in_chans: 
     """Any WRN-``depth``-``widen_factor`` (``depth`` = 6n + 4).
 
     Example:
-        >>> model = wide_resnet(16, 2, num_classes=10)   # WRN-16-2, not registered
+        >>> import torch
+        >>> with torch.device("meta"):  # structure only
+        ...     model = wide_resnet(16, 2, num_classes=10)   # WRN-16-2, not registered
+        >>> sum(p.numel() for p in model.parameters())
+        691674
     """
     if (depth - 4) % 6:
         raise ValueError(f"Wide ResNet depth must be 6n+4, got {depth}")
@@ -59,7 +63,11 @@ def wrn_40_4(num_classes=10, in_chans=3, **options):
     """WRN-40-4, 8.9M parameters.
 
     Example:
-        >>> model = wrn_40_4(num_classes=100)
+        >>> import torch
+        >>> with torch.device("meta"):  # structure only
+        ...     model = wrn_40_4(num_classes=100)
+        >>> sum(p.numel() for p in model.parameters())
+        8972340
     """
     return wide_resnet(40, 4, num_classes, in_chans, **options)
 
@@ -69,7 +77,11 @@ def wrn_52_1(num_classes=10, in_chans=3, **options):
     """WRN-52-1, 0.76M parameters (seed 000 uses it on SVHN, with and without dropout).
 
     Example:
-        >>> model = wrn_52_1(num_classes=10, dropout=0.4)
+        >>> import torch
+        >>> with torch.device("meta"):  # structure only
+        ...     model = wrn_52_1(num_classes=10, dropout=0.4)
+        >>> sum(p.numel() for p in model.parameters())
+        758362
     """
     return wide_resnet(52, 1, num_classes, in_chans, **options)
 

@@ -21,18 +21,29 @@ import torch.fx as fx
 
 from ...graph.analysis import Analysis
 from ...graph.ops import op_role
-from ...report.report import StepReport
-from .anatomy import Chain, PreActUnit, final_chain, out_channels, preact_unit, stem_anchor
-from .edit import describe, fresh_norm, insert_act, insert_module, layer_path, move_after, parent_scope, rehome
-from .planning import ConvertPlan, PlanBook, bypass, find_units, is_composite, module_of, site_name, step_report
+from ..actions import InsertModule, MoveAfter, Redirect, Rehome, RemoveNode, ReplaceInput
+from ..builders import describe, fresh_norm, moved_copy
+from ..edits import layer_path, parent_scope
+from ..plan import Plan
+from .anatomy import PreActUnit, out_channels, preact_unit
+from .chains import Chain, final_chain, stem_anchor
+from .planning import PlanBook, find_units, is_composite, module_of
 
-__all__ = ["plan_after", "apply_after"]
+__all__ = ["plan_after"]
 
 _ROOT = ((), ())
 
 
-def plan_after(analysis: Analysis) -> ConvertPlan:
-    """Plan the conversion of every pre-activation block (raises when there is none)."""
+def plan_after(analysis: Analysis) -> Plan:
+    """Plan the conversion of every pre-activation block (raises when there is none); see the module example.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> plan = plan_after(analyze(rs.create_model("wrn_52_1")))
+        >>> plan.norms_removed[-1], type(plan.actions[0]).__name__
+        ('bn_final', 'RemoveNode')
+    """
     gm, blocks = analysis.graph_module, analysis.blocks
     units, warnings = find_units(analysis, preact_unit, "a pre-activation block", "pre-activation blocks")
     book = PlanBook(analysis)
@@ -49,10 +60,10 @@ def plan_after(analysis: Analysis) -> ConvertPlan:
     if final is not None:
         book.drop(units[-1].block, final.norm, "final, before the head")
         book.drop(units[-1].block, final.act, "final, before the head")
+    _actions(book, units, Chain(anchor.name, first.norm, first.act), final)
     reason = ("pre-activation blocks (norm -> act first on the residual branch, output the bare addition): "
               f"{len(units)} of {len(blocks)}")
-    return book.plan(analysis, {"to": "after-activation"}, units, reason, warnings,
-                     stem=Chain(anchor.name, first.norm, first.act), final=final)
+    return book.plan(analysis, units, reason, warnings)
 
 
 def _template(gm: fx.GraphModule, nodes: dict, unit: PreActUnit):
@@ -88,60 +99,45 @@ def _plan_stem_move(book: PlanBook, unit: PreActUnit, anchor: fx.Node) -> None:
     book.move(unit.block, lead, before, path, where, book.kind(unit.act))
 
 
-def apply_after(gm: fx.GraphModule, plan: ConvertPlan) -> StepReport:
-    """Apply :func:`plan_after`'s plan to ``gm`` (blocks last to first, so inputs stay valid)."""
-    nodes = {n.name: n for n in gm.graph.nodes}
-    before = set(nodes.values())
-    removed = [site_name(nodes[c.node]) for c in plan.changes if c.after == "removed" and c.node]
-    if plan.final is not None:
-        for name in (plan.final.act, plan.final.norm):
-            if name:
-                bypass(gm, nodes[name])
-    for unit in reversed(plan.units):
-        _add_layers(gm, plan, unit, nodes)
-        if unit is plan.units[0]:
-            _move_to_stem(gm, plan, unit, nodes)
+def _actions(book: PlanBook, units: list[PreActUnit], stem: Chain, final: Chain | None) -> None:
+    """The edits, blocks last to first (so every node a later edit names is still there)."""
+    if final is not None:
+        book.actions += [RemoveNode(name) for name in (final.act, final.norm) if name]
+    for unit in reversed(units):
+        _add_layers(book, unit)
+        if unit is units[0]:
+            _move_to_stem(book, unit, stem)
         else:
-            _drop_lead(gm, nodes.get(unit.norm), nodes[unit.act])
-    return step_report(gm, plan, before, removed)
+            book.actions += [RemoveNode(unit.act)] + ([RemoveNode(unit.norm)] if unit.norm else [])
 
 
-def _add_layers(gm: fx.GraphModule, plan: ConvertPlan, unit: PreActUnit, nodes: dict) -> None:
-    template = _template(gm, nodes, unit)
-    last = nodes[unit.last_weight]
-    key = f"{unit.block}:norm"
-    insert_module(gm, last, plan.paths[key], fresh_norm(template, plan.sizes[key]), parent_scope(last))
-    if unit.proj_weight:
-        proj = nodes[unit.proj_weight]
-        key = f"{unit.block}:proj_norm"
-        insert_module(gm, proj, plan.paths[key], fresh_norm(template, plan.sizes[key]), parent_scope(proj))
-    add = nodes[unit.add]
-    insert_act(gm, add, nodes[unit.act], plan.paths[f"{unit.block}:act"], parent_scope(add))
+def _add_layers(book: PlanBook, unit: PreActUnit) -> None:
+    """A new norm after the last conv and after the projection conv, an activation after the addition."""
+    template = _template(book.gm, book.nodes, unit)
+    for key, weight in ((f"{unit.block}:norm", unit.last_weight), (f"{unit.block}:proj_norm", unit.proj_weight)):
+        if weight:
+            node, path = book.nodes[weight], book.paths[key]
+            book.actions.append(InsertModule(weight, path, fresh_norm(template, book.sizes[key]), path,
+                                             parent_scope(node)))
+    add = book.nodes[unit.add]
+    book.insert_act(unit.add, book.nodes[unit.act], book.paths[f"{unit.block}:act"], parent_scope(add))
 
 
-def _drop_lead(gm: fx.GraphModule, norm: fx.Node | None, act: fx.Node) -> None:
-    x = (norm or act).all_input_nodes[0]
-    act.replace_all_uses_with(x)
-    gm.graph.erase_node(act)
-    if norm is not None:
-        gm.graph.erase_node(norm)
-
-
-def _move_to_stem(gm: fx.GraphModule, plan: ConvertPlan, unit: PreActUnit, nodes: dict) -> None:
+def _move_to_stem(book: PlanBook, unit: PreActUnit, stem: Chain) -> None:
     """The first block's leading norm+act moves to right after the stem conv (before its pool)."""
+    gm, nodes = book.gm, book.nodes
     norm, act = nodes.get(unit.norm), nodes[unit.act]
     head = norm or act
-    x, anchor = head.all_input_nodes[0], nodes[plan.stem.anchor]
+    x, anchor = head.all_input_nodes[0], nodes[stem.anchor]
     scope = parent_scope(anchor) if op_role(anchor, gm) == "weight" else _ROOT
     if anchor is x:  # nothing between the stem and the block: both paths read the activation
-        x.replace_all_uses_with(act, delete_user_cb=lambda user: user is not head)
+        book.actions.append(Redirect(x.name, act.name, keep=(head.name,)))
     else:  # stem conv -> norm -> act -> pool -> block
-        block_uses = list(act.users)
-        anchor.replace_all_uses_with(act, delete_user_cb=lambda user: user is not head)
-        for user in block_uses:
-            user.replace_input_with(act, x)
-        head.replace_input_with(x, anchor)
-        move_after(anchor, *[n for n in (norm, act) if n is not None])
+        moved = tuple(n.name for n in (norm, act) if n is not None)
+        book.actions += [Redirect(anchor.name, act.name, keep=(head.name,)),
+                         *[ReplaceInput(user.name, act.name, x.name) for user in act.users],
+                         ReplaceInput(head.name, x.name, anchor.name), MoveAfter(anchor.name, moved)]
     if norm is not None:
-        rehome(gm, norm, plan.paths["stem:norm"], scope)
-    rehome(gm, act, plan.paths["stem:act"], scope, copy_module=not is_composite(gm, act))
+        book.actions.append(Rehome(norm.name, book.paths["stem:norm"], scope))
+    copy = None if is_composite(gm, act) or act.op != "call_module" else moved_copy(module_of(gm, act))
+    book.actions.append(Rehome(act.name, book.paths["stem:act"], scope, copy))

@@ -9,8 +9,7 @@ small frozen record of node names, or None when the block does not have that sha
   (timm ``BatchNormAct2d``) is the norm and the act at once.
 * :class:`PostActUnit` — ``x -> conv -> norm -> act ... conv -> norm -> add(shortcut) -> act``
   (torchvision / timm ``BasicBlock`` / ``Bottleneck``, the zoo's ``cifar_resnet*``).
-* :class:`Chain` — a norm+act run outside every block: the stem's (after the stem conv) or the
-  final one before the head.
+(:mod:`.chains` finds the norm+act runs outside every block: the stem's and the final one.)
 
 Example:
     >>> import relu_surgery as rs
@@ -30,15 +29,24 @@ import torch.fx as fx
 from ...graph.activations import activation_of
 from ...graph.ops import is_tensor_add, op_role
 from ...graph.records import Block
+from ..edits import node_channels
+from ..regions import BlockRegions
 
-__all__ = ["PreActUnit", "PostActUnit", "Chain", "preact_unit", "postact_unit", "any_preactivation", "stem_chain",
-           "final_chain", "block_region", "block_regions", "outside_blocks", "walk_back", "out_channels",
-           "in_channels", "identity_readers", "stem_anchor"]
+__all__ = ["PreActUnit", "PostActUnit", "preact_unit", "postact_unit", "any_preactivation", "walk_back",
+           "out_channels", "in_channels", "identity_readers", "is_composite_node", "node_role"]
 
 
 @dataclass(frozen=True)
 class PreActUnit:
-    """A pre-activation block: ``norm``/``act`` lead the residual branch (``norm`` None: composite)."""
+    """A pre-activation block: ``norm``/``act`` lead the residual branch (``norm`` None: composite).
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(rs.create_model("preact_resnet110"))
+        >>> preact_unit(a.graph_module, a.blocks[0]).add
+        'add'
+    """
 
     block: int
     name: str
@@ -52,7 +60,16 @@ class PreActUnit:
 
 @dataclass(frozen=True)
 class PostActUnit:
-    """An after-activation block: ``act`` follows ``add``; ``last_norm`` follows ``last_weight``."""
+    """An after-activation block: ``act`` follows ``add``; ``last_norm`` follows ``last_weight``.
+
+    Example:
+        >>> import torchvision
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(torchvision.models.resnet18())
+        >>> unit = postact_unit(a.graph_module, a.blocks[0])
+        >>> unit.act, unit.last_norm, unit.proj_weight
+        ('layer1_0_relu_1', 'layer1_0_bn2', None)
+    """
 
     block: int
     name: str
@@ -65,20 +82,27 @@ class PostActUnit:
     proj_norm: str | None
 
 
-@dataclass(frozen=True)
-class Chain:
-    """A norm -> act run (``norm`` None when ``act`` is a composite leaf) next to ``anchor``."""
+def node_role(node: fx.Node, gm: fx.GraphModule) -> str:
+    """:func:`~relu_surgery.graph.ops.op_role` with the node first.
 
-    anchor: str
-    norm: str | None
-    act: str
-
-
-def _role(node: fx.Node, gm: fx.GraphModule) -> str:
+    Example:
+        >>> gm = fx.symbolic_trace(__import__("torch").nn.ReLU())
+        >>> node_role(list(gm.graph.nodes)[1], gm)
+        'activation'
+    """
     return op_role(node, gm)
 
 
-def _is_composite(node: fx.Node, gm: fx.GraphModule) -> bool:
+def is_composite_node(node: fx.Node, gm: fx.GraphModule) -> bool:
+    """True when ``node`` is the activation of a composite norm+act leaf (timm ``BatchNormAct2d``).
+
+    Example:
+        >>> from timm.layers import BatchNormAct2d
+        >>> from relu_surgery.graph.tracing import trace
+        >>> gm = trace(__import__("torch").nn.Sequential(BatchNormAct2d(4))).graph_module
+        >>> [is_composite_node(n, gm) for n in gm.graph.nodes]
+        [False, True, False]
+    """
     ref = activation_of(node, gm)
     return ref is not None and ref.composite is not None
 
@@ -87,8 +111,16 @@ def walk_back(node: fx.Node, gm: fx.GraphModule, stop=()) -> fx.Node:
     """Follow single-input transparent ops (pool, dropout, identity, pad, ...) backwards.
 
     The walk ends at a node of ``stop`` (a block input that is itself a pool, say).
+
+    Example:
+        >>> import torchvision
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(torchvision.models.resnet18())
+        >>> pool = next(n for n in a.graph_module.graph.nodes if n.name == "maxpool")
+        >>> walk_back(pool, a.graph_module).name  # through the pool to the stem's ReLU
+        'relu'
     """
-    while node not in stop and _role(node, gm) == "transparent":
+    while node not in stop and node_role(node, gm) == "transparent":
         ins = [a for a in node.all_input_nodes if a.op != "get_attr"]
         if len(ins) != 1:
             break
@@ -96,41 +128,18 @@ def walk_back(node: fx.Node, gm: fx.GraphModule, stop=()) -> fx.Node:
     return node
 
 
-def _walk_forward(node: fx.Node, gm: fx.GraphModule) -> fx.Node | None:
-    """The first non-transparent node of the single-user chain after ``node``."""
-    while len(node.users) == 1:
-        node = next(iter(node.users))
-        if _role(node, gm) != "transparent":
-            return node
-    return None
-
-
-def block_region(gm: fx.GraphModule, name: str) -> list[fx.Node]:
-    """The nodes of the block called ``name`` (its module scope), in graph order."""
-    return [n for n in gm.graph.nodes if name in n.meta.get("rs_scope", ())]
-
-
-def block_regions(gm: fx.GraphModule, blocks) -> dict[str, list[fx.Node]]:
-    """:func:`block_region` of every block in one pass over the graph: block name -> nodes."""
-    regions: dict[str, list[fx.Node]] = {b.name: [] for b in blocks}
-    for node in gm.graph.nodes:
-        for scope in node.meta.get("rs_scope", ()):
-            region = regions.get(scope)
-            if region is not None:
-                region.append(node)
-    return regions
-
-
 def any_preactivation(gm: fx.GraphModule, blocks) -> bool:
-    """True when one of ``blocks`` is a pre-activation unit (:func:`preact_unit`)."""
-    regions = block_regions(gm, blocks)
-    return any(preact_unit(gm, b, regions[b.name]) is not None for b in blocks)
+    """True when one of ``blocks`` is a pre-activation unit (:func:`preact_unit`).
 
-
-def outside_blocks(node: fx.Node, blocks) -> bool:
-    """True when ``node`` belongs to none of ``blocks`` (by module scope)."""
-    scope = set(node.meta.get("rs_scope", ()))
-    return not any(b.name in scope for b in blocks)
+    Example:
+        >>> import torchvision
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(torchvision.models.resnet18())
+        >>> any_preactivation(a.graph_module, a.blocks)
+        False
+    """
+    regions = BlockRegions(gm, blocks)
+    return any(preact_unit(gm, b, regions.nodes(b.name)) is not None for b in blocks)
 
 
 def _boundary(nodes: list[fx.Node]) -> tuple[fx.Node, fx.Node] | None:
@@ -153,34 +162,46 @@ def _module_attr(gm: fx.GraphModule, node: fx.Node, *attrs):
     return None
 
 
-def _meta_channels(node: fx.Node) -> int | None:
-    meta = node.meta.get("tensor_meta")
-    shape = getattr(meta, "shape", None)
-    return int(shape[1]) if shape is not None and len(shape) > 1 else None
-
-
 def out_channels(gm: fx.GraphModule, node: fx.Node) -> int | None:
-    """Output channels of a weight or norm node (module attributes, else recorded shapes)."""
+    """Output channels of a weight or norm node (module attributes, else recorded shapes).
+
+    Example:
+        >>> import torchvision
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(torchvision.models.resnet18())
+        >>> out_channels(a.graph_module, next(n for n in a.graph_module.graph.nodes if n.name == "layer2_0_conv1"))
+        128
+    """
     found = _module_attr(gm, node, "out_channels", "out_features", "num_features", "num_channels")
-    return found if found is not None else _meta_channels(node)
+    return found if found is not None else node_channels(node)
 
 
 def in_channels(gm: fx.GraphModule, x: fx.Node, inside: set) -> int | None:
-    """Channels of block input ``x``: the ``in_channels`` of a weight layer it feeds, else its shape."""
+    """Channels of block input ``x``: the ``in_channels`` of a weight layer it feeds, else its shape.
+
+    Example:
+        >>> import torchvision
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(torchvision.models.resnet18())
+        >>> unit = postact_unit(a.graph_module, a.blocks[2])
+        >>> region = [n for n in a.graph_module.graph.nodes if "layer2.0" in n.meta.get("rs_scope", ())]
+        >>> in_channels(a.graph_module, next(n for n in a.graph_module.graph.nodes if n.name == unit.input), set(region))
+        64
+    """
     stack, seen = list(x.users), set()
     while stack:
         node = stack.pop(0)
         if node in seen or node not in inside:
             continue
         seen.add(node)
-        role = _role(node, gm)
+        role = node_role(node, gm)
         if role == "weight":
             found = _module_attr(gm, node, "in_channels", "in_features")
             if found is not None:
                 return found
         elif role in ("transparent", "norm", "activation"):
             stack.extend(node.users)
-    return _meta_channels(x)
+    return node_channels(x)
 
 
 def _lead(x: fx.Node, inside: set, gm: fx.GraphModule) -> tuple[fx.Node | None, fx.Node] | None:
@@ -189,12 +210,12 @@ def _lead(x: fx.Node, inside: set, gm: fx.GraphModule) -> tuple[fx.Node | None, 
     for user in x.users:
         if user not in inside:
             continue
-        role = _role(user, gm)
-        if role == "activation" and _is_composite(user, gm):
+        role = node_role(user, gm)
+        if role == "activation" and is_composite_node(user, gm):
             found.append((None, user))
         elif role == "norm" and len(user.users) == 1:
             act = next(iter(user.users))
-            if act in inside and _role(act, gm) == "activation" and not _is_composite(act, gm):
+            if act in inside and node_role(act, gm) == "activation" and not is_composite_node(act, gm):
                 found.append((user, act))
     return found[0] if len(found) == 1 else None
 
@@ -209,9 +230,9 @@ def _classify(operand: fx.Node, sources: tuple, gm: fx.GraphModule):
     if origin in sources:
         return "identity", None, None
     norm = None
-    if _role(origin, gm) == "norm" and origin.all_input_nodes:
+    if node_role(origin, gm) == "norm" and origin.all_input_nodes:
         norm, origin = origin, walk_back(origin.all_input_nodes[0], gm, sources)
-    if _role(origin, gm) != "weight" or not origin.all_input_nodes:
+    if node_role(origin, gm) != "weight" or not origin.all_input_nodes:
         return None, None, None
     source = walk_back(origin.all_input_nodes[0], gm, sources)
     return ("projection" if source in sources else "residual"), origin, norm
@@ -234,7 +255,7 @@ def _name(node: fx.Node | None) -> str | None:
 
 def _region_bounds(gm: fx.GraphModule, block: Block, region: list[fx.Node] | None):
     """(input, output, set of nodes) of ``block``'s region (``region`` when given), or None."""
-    nodes = block_region(gm, block.name) if region is None else region
+    nodes = BlockRegions(gm, [block]).nodes(block.name) if region is None else region
     bounds = _boundary(nodes)
     return None if bounds is None else (*bounds, set(nodes))
 
@@ -283,7 +304,7 @@ def postact_unit(gm: fx.GraphModule, block: Block, region: list[fx.Node] | None 
     if bounds is None:
         return None
     x, out, inside = bounds
-    if _role(out, gm) != "activation" or _is_composite(out, gm) or not out.all_input_nodes:
+    if node_role(out, gm) != "activation" or is_composite_node(out, gm) or not out.all_input_nodes:
         return None
     add = walk_back(out.all_input_nodes[0], gm, (x,))
     if add not in inside or not is_tensor_add(add) or _lead(x, inside, gm) is not None:
@@ -296,53 +317,25 @@ def postact_unit(gm: fx.GraphModule, block: Block, region: list[fx.Node] | None 
                        _name(proj), _name(proj_norm))
 
 
-def stem_chain(gm: fx.GraphModule, x: fx.Node, blocks, need_norm: bool = True) -> Chain | None:
-    """The stem's norm -> act feeding block input ``x`` (through pools), outside every block.
-
-    ``anchor`` is the weight node the norm follows (the stem conv). With ``need_norm`` False only
-    the activation is required.
-    """
-    act = walk_back(x, gm)
-    if _role(act, gm) != "activation" or not outside_blocks(act, blocks) or not act.all_input_nodes:
-        return None
-    if _is_composite(act, gm):
-        anchor = walk_back(act.all_input_nodes[0], gm)
-        return Chain(anchor.name, None, act.name) if _role(anchor, gm) == "weight" else None
-    norm = act.all_input_nodes[0]
-    if _role(norm, gm) == "norm" and outside_blocks(norm, blocks) and len(norm.users) == 1:
-        return Chain(norm.all_input_nodes[0].name, norm.name, act.name)
-    return None if need_norm else Chain(norm.name, None, act.name)
-
-
-def final_chain(gm: fx.GraphModule, add: fx.Node, blocks) -> Chain | None:
-    """The norm -> act between the last block's addition and the head (seed 003's extra activation)."""
-    first = _walk_forward(add, gm)
-    if first is None or not outside_blocks(first, blocks):
-        return None
-    if _role(first, gm) == "activation" and _is_composite(first, gm):
-        return Chain(add.name, None, first.name)
-    if _role(first, gm) == "norm" and len(first.users) == 1:
-        act = next(iter(first.users))
-        if _role(act, gm) == "activation" and not _is_composite(act, gm) and outside_blocks(act, blocks):
-            return Chain(add.name, first.name, act.name)
-    return None
-
-
 def identity_readers(gm: fx.GraphModule, x: fx.Node, add: fx.Node) -> set:
-    """The nodes that read ``x`` on an identity (weight-free) shortcut into ``add``."""
+    """The nodes that read ``x`` on an identity (weight-free) shortcut into ``add``.
+
+    Example:
+        >>> import torchvision
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> a = analyze(torchvision.models.resnet18())
+        >>> unit = postact_unit(a.graph_module, a.blocks[0])
+        >>> nodes = {n.name: n for n in a.graph_module.graph.nodes}
+        >>> [n.name for n in identity_readers(a.graph_module, nodes[unit.input], nodes[unit.add])]
+        ['add']
+    """
     out = set()
     for operand in [a for a in add.args[:2] if isinstance(a, fx.Node)]:
         reader, node = add, operand
-        while node is not x and _role(node, gm) == "transparent" and len(node.all_input_nodes) == 1:
+        while node is not x and node_role(node, gm) == "transparent" and len(node.all_input_nodes) == 1:
             reader, node = node, node.all_input_nodes[0]
         if node is x:
             out.add(reader)
     return out
 
 
-def stem_anchor(gm: fx.GraphModule, x: fx.Node, blocks) -> fx.Node:
-    """The stem weight layer before block input ``x`` (through pools), else ``x`` itself."""
-    found = walk_back(x, gm)
-    if _role(found, gm) == "weight" and outside_blocks(found, blocks):
-        return found
-    return x

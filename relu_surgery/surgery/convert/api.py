@@ -4,10 +4,10 @@
 
 * ``after-activation`` (4a): x_{l+1} = act(S(x_l) + BN(conv(...act(BN(conv(x_l)))...))) — what
   EraseReLU works on; pre-activation nets (timm ``resnetv2_*``, the zoo's ``preact_resnet*`` and
-  ``wrn_*``, your own BN + ReLU-first blocks) are converted to it (:mod:`.preact_after`);
-* ``pre-activation`` (4e, full pre-activation; :mod:`.preact_pre`);
-* ``relu-only-preact`` (4d; :mod:`.preact_pre`);
-* ``bn-after-add`` (4b) and ``relu-before-add`` (4c) (:mod:`.preact_variants`).
+  ``wrn_*``, your own BN + ReLU-first blocks) are converted to it (:mod:`.after`);
+* ``pre-activation`` (4e, full pre-activation; :mod:`.pre`);
+* ``relu-only-preact`` (4d; :mod:`.pre`);
+* ``bn-after-add`` (4b) and ``relu-before-add`` (4c) (:mod:`.variants`).
 
 The variants start from after-activation blocks: a pre-activation network is converted to
 after-activation first, and the report's ``steps`` lists both steps. The report lists every norm
@@ -25,7 +25,7 @@ state-dict keys change); a moved activation is a non-inplace copy. A timm compos
 
 Example:
     >>> import relu_surgery as rs
-    >>> new, report = to_after_activation(rs.create_model("wrn_52_1"))
+    >>> new, report = to_after_activation(rs.create_model("wrn_52_1"), check=False)
     >>> report.norms_added[:2], len(report.norms_added)
     (('layer1.0.conv2_norm', 'layer1.1.conv2_norm'), 26)
 """
@@ -34,40 +34,40 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from ...errors import SelectionError
 from ...graph.analysis import Analysis
 from ...graph.blocks import BlockSpec
-from ...errors import SelectionError
 from ...report.report import Report
 from ..pipeline import Step, run_rewrite
-from .after import apply_after, plan_after
+from ..selection import with_discovery
+from .after import plan_after
 from .anatomy import any_preactivation
-from .pre import apply_pre, plan_pre, plan_relu_only
-from .variants import apply_bn_after_add, apply_relu_before_add, plan_bn_after_add, plan_relu_before_add
+from .pre import plan_pre, plan_relu_only
+from .variants import plan_bn_after_add, plan_relu_before_add
 
 __all__ = ["CONVERSIONS", "convert", "convert_step", "to_after_activation", "to_pre_activation",
            "has_preactivation_blocks", "preactivation_prelude"]
 
-_STEPS = {
-    "after-activation": (plan_after, apply_after),
-    "pre-activation": (plan_pre, apply_pre),
-    "relu-only-preact": (plan_relu_only, apply_pre),
-    "bn-after-add": (plan_bn_after_add, apply_bn_after_add),
-    "relu-before-add": (plan_relu_before_add, apply_relu_before_add),
+_PLANNERS = {
+    "after-activation": plan_after,
+    "pre-activation": plan_pre,
+    "relu-only-preact": plan_relu_only,
+    "bn-after-add": plan_bn_after_add,
+    "relu-before-add": plan_relu_before_add,
 }
-CONVERSIONS = tuple(_STEPS)
+CONVERSIONS = tuple(_PLANNERS)
 
 
-def convert_step(to: str = "after-activation") -> Step:
+def convert_step(to: str = "after-activation", discovery: dict | None = None) -> Step:
     """The conversion step to unit form ``to`` (one of :data:`CONVERSIONS`), for recipes.
 
     Example:
         >>> convert_step("pre-activation").settings
         {'to': 'pre-activation'}
     """
-    if to not in _STEPS:
+    if to not in _PLANNERS:
         raise SelectionError(f"convert: unknown unit form {to!r}; choose one of {', '.join(CONVERSIONS)}")
-    plan, apply = _STEPS[to]
-    return Step("convert", {"to": to}, plan, apply, ("relu",))
+    return Step("convert", with_discovery({"to": to}, discovery), _PLANNERS[to], ("relu",))
 
 
 def has_preactivation_blocks(analysis: Analysis) -> bool:
@@ -87,14 +87,17 @@ def preactivation_prelude(spec: BlockSpec | None = None):
 
     EraseReLU (and the unit variants) call this so pre-activation nets are converted first
     (seed 000 Sec. 3.1); for any other model it adds nothing.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> [s.settings for s in preactivation_prelude()(analyze(rs.create_model("preact_resnet110")))]
+        [{'to': 'after-activation'}]
     """
     def prelude(analysis: Analysis) -> list[Step]:
         if not has_preactivation_blocks(analysis):
             return []
-        step = convert_step("after-activation")
-        if spec:
-            step.settings["discovery"] = spec.to_recipe()
-        return [step]
+        return [convert_step("after-activation", spec.to_recipe() if spec else None)]
 
     return prelude
 
@@ -113,14 +116,12 @@ def convert(model: nn.Module, to: str = "after-activation", *, example_input=Non
 
     Example:
         >>> import torchvision
-        >>> new, report = convert(torchvision.models.resnet18(), "pre-activation")
+        >>> new, report = convert(torchvision.models.resnet18(), "pre-activation", check=False)
         >>> report.norms_added[-1], [c.site for c in report.changes][:2]
         ('final_norm', ['bn1', 'relu'])
     """
-    step = convert_step(to)
     spec = BlockSpec(tuple(block_types), tuple(block_names), predicate)
-    if spec:
-        step.settings["discovery"] = spec.to_recipe()
+    step = convert_step(to, spec.to_recipe() if spec else None)
     prelude = preactivation_prelude(spec) if to not in ("after-activation", "pre-activation") else None
     return run_rewrite(model, [step], example_input, spec, dry_run, prelude=prelude, check=check)
 
@@ -131,7 +132,7 @@ def to_after_activation(model: nn.Module, **options) -> tuple[nn.Module | None, 
     Example:
         >>> import timm, torch
         >>> new, report = to_after_activation(timm.create_model("resnetv2_50"),
-        ...                                   example_input=torch.randn(1, 3, 64, 64))
+        ...                                   example_input=torch.randn(1, 3, 64, 64), check=False)
         >>> report.steps[0].norms_moved[0][:2]
         ('stages.0.blocks.0.norm1', 'stem.conv_norm')
     """
@@ -143,7 +144,7 @@ def to_pre_activation(model: nn.Module, **options) -> tuple[nn.Module | None, Re
 
     Example:
         >>> import relu_surgery as rs
-        >>> new, report = to_pre_activation(rs.create_model("cifar_resnet20"))
+        >>> new, report = to_pre_activation(rs.create_model("cifar_resnet20"), check=False)
         >>> report.steps[0].norms_moved
         (('stem.bn', 'layer1.0.pre_norm', 'leading layer1.0, before the split into two paths'),)
     """

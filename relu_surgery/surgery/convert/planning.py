@@ -1,8 +1,9 @@
-"""The plan record of the pre-/after-activation conversions and the book that fills it.
+"""The book the pre-/after-activation conversions fill while planning, and what they share.
 
-A :class:`ConvertPlan` is a :class:`~relu_surgery.graph.records.Plan` plus what applying needs: the block
-anatomies (``units``), the stem / final norm+act chains, and every new module path decided while
-planning (``paths``), and the lists the report shows: norms added (untrained), moved and removed.
+A :class:`PlanBook` collects a conversion's site changes (for the report), every new module path
+and channel count it decides, the norm lists the report shows (added, untrained; moved; removed),
+and the actions that apply it (:mod:`relu_surgery.surgery.actions`); :meth:`PlanBook.plan` turns
+them into the :class:`~relu_surgery.surgery.plan.Plan`.
 
 Example:
     >>> import torch.nn as nn
@@ -14,65 +15,66 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch.fx as fx
 import torch.nn as nn
 
+from ...errors import NoBlocksError, SurgeryError
 from ...graph.activations import activation_of
 from ...graph.analysis import Analysis
-from ...errors import NoBlocksError, SurgeryError
-from ..plan import Plan
-from ...report.records import SiteChange
-from ...report.report import StepReport
 from ...graph.tracing import annotate_shapes
-from .anatomy import Chain, block_regions
-from .edit import describe, free_path, is_norm_act
+from ...report.records import SiteChange
+from ..builders import act_module, describe
+from ..actions import InsertCall, InsertModule
+from ..edits import Scope, free_path, out_of_place, qualified
+from ..plan import Plan
+from ..regions import BlockRegions
 
-__all__ = ["ConvertPlan", "PlanBook", "site_name", "module_of", "is_composite", "find_units", "bypass",
-           "step_report"]
-
-
-@dataclass(frozen=True)
-class ConvertPlan(Plan):
-    """A conversion plan: the units (anatomies), the stem / final chains, every new module path.
-
-    ``paths`` and ``sizes`` map a key (``"<block>:norm"``, ``"final:norm"``, ...) to the module path
-    and the channel count of each new layer.
-    """
-
-    units: tuple = ()
-    stem: Chain | None = None
-    final: Chain | None = None
-    paths: dict = field(default_factory=dict)
-    sizes: dict = field(default_factory=dict)
-    norms_added: tuple[str, ...] = ()
-    norms_moved: tuple[tuple[str, str, str], ...] = ()
-    norms_removed: tuple[str, ...] = ()
-
-
-def site_name(node: fx.Node) -> str:
-    """The qualified name users know for ``node``."""
-    return node.meta.get("rs_name", node.name)
+__all__ = ["PlanBook", "module_of", "is_composite", "find_units"]
 
 
 def module_of(gm: fx.GraphModule, node: fx.Node | None) -> nn.Module | None:
-    """The module a ``call_module`` node calls (None for other nodes)."""
+    """The module a ``call_module`` node calls (None for other nodes).
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.ReLU()))
+        >>> module_of(gm, list(gm.graph.nodes)[1])
+        ReLU()
+    """
     return gm.get_submodule(str(node.target)) if node is not None and node.op == "call_module" else None
 
 
 def is_composite(gm: fx.GraphModule, node: fx.Node) -> bool:
-    """True when ``node`` calls a composite norm+act layer (timm ``BatchNormAct2d``)."""
-    return is_norm_act(module_of(gm, node))
+    """True when ``node`` is the activation of a composite norm+act layer (timm ``BatchNormAct2d``).
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.ReLU()))
+        >>> is_composite(gm, list(gm.graph.nodes)[1])
+        False
+    """
+    ref = activation_of(node, gm)
+    return ref is not None and ref.composite is not None
 
 
 class PlanBook:
-    """Collects a plan's changes, new module paths, channel counts and norm lists while planning."""
+    """Collects a plan's changes, new module paths, channel counts, norm lists and actions.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> book = PlanBook(analyze(rs.create_model("cifar_resnet20")))
+        >>> book.drop(1, "layer1_0_relu2", "after the addition")
+        >>> book.changes[0].after, book.nodes_removed
+        ('removed', ['layer1.0.relu2'])
+    """
 
     def __init__(self, analysis: Analysis):
         self.analysis, self.gm, self.taken = analysis, analysis.graph_module, set()
         self.nodes = {n.name: n for n in self.gm.graph.nodes}
+        self.regions = BlockRegions(self.gm, analysis.blocks)
+        self.actions: list = []
+        self.nodes_removed: list[str] = []
         self.changes: list[SiteChange] = []
         self.paths: dict[str, str] = {}
         self.sizes: dict[str, int] = {}
@@ -112,7 +114,8 @@ class PlanBook:
         if name is None:
             return
         node, kind = self.nodes[name], self.kind(name)
-        self.change(block, site_name(node), f"{describe(self.gm, node)} ({why})", "removed", name, kind)
+        self.change(block, qualified(node), f"{describe(self.gm, node)} ({why})", "removed", name, kind)
+        self.nodes_removed.append(qualified(node))
         if not kind or is_composite(self.gm, node):
             self.removed.append(str(node.target))
 
@@ -131,29 +134,48 @@ class PlanBook:
 
     def move(self, block: int, node: fx.Node, before: str, path: str, where: str, kind: str = "") -> None:
         """Record moving ``node`` to module ``path`` (a norm or a composite is listed as moved)."""
-        self.change(block, site_name(node), f"{describe(self.gm, node)} ({before})", f"moved to {path}, {where}",
+        self.change(block, qualified(node), f"{describe(self.gm, node)} ({before})", f"moved to {path}, {where}",
                     node.name, kind, kind)
         if not kind or is_composite(self.gm, node):
             self.moved.append((str(node.target), path, where))
 
-    def plan(self, analysis: Analysis, settings: dict, units, reason: str, warnings, **extra) -> ConvertPlan:
-        """The finished :class:`ConvertPlan`."""
-        return ConvertPlan("convert", settings, tuple(analysis.blocks), tuple(u.block for u in units), reason,
-                           tuple(self.changes), tuple(warnings), units=tuple(units), paths=dict(self.paths),
-                           sizes=dict(self.sizes),
-                           norms_added=tuple(self.added), norms_moved=tuple(self.moved),
-                           norms_removed=tuple(self.removed), **extra)
+    def insert_act(self, anchor, template: fx.Node, path: str, scope: Scope, users=None) -> None:
+        """Plan an activation like ``template`` (same spelling, never in-place) after ``anchor``.
+
+        A module activation (or a composite's) becomes a new module at ``path``; a function or
+        method activation (``F.relu``, ``x.relu()``) is inserted as the same call.
+        """
+        if template.op == "call_module":
+            self.actions.append(InsertModule(anchor, path, act_module(self.gm, template), path, scope, users))
+            return
+        kwargs = {k: (False if k == "inplace" else v) for k, v in template.kwargs.items()}
+        self.actions.append(InsertCall(anchor, template.op, out_of_place(template.op, template.target),
+                                       tuple(template.args[1:]), kwargs, path, scope, users))
+
+    def plan(self, analysis: Analysis, units, reason: str, warnings) -> Plan:
+        """The finished :class:`~relu_surgery.surgery.plan.Plan` (inserted nodes listed in graph order)."""
+        return Plan("convert", tuple(analysis.blocks), tuple(u.block for u in units), reason, tuple(self.changes),
+                    tuple(warnings), tuple(self.actions), tuple(self.nodes_removed), norms_added=tuple(self.added),
+                    norms_moved=tuple(self.moved), norms_removed=tuple(self.removed), added_in_graph_order=True)
 
 
 def find_units(analysis: Analysis, finder, what: str, missing: str) -> tuple[list, list[str]]:
-    """Anatomies of the blocks ``finder`` recognises, and a warning for every other block.
+    """Anatomies of the blocks ``finder(gm, block, region)`` recognises, and a warning for every other block.
 
     Raises :class:`NoBlocksError` (``missing``) when there is none.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> from relu_surgery.surgery.convert.anatomy import postact_unit
+        >>> units, _ = find_units(analyze(rs.create_model("cifar_resnet20")), postact_unit, "a block", "blocks")
+        >>> len(units), units[0].act
+        (9, 'layer1_0_relu2')
     """
     units, warnings = [], []
-    regions = block_regions(analysis.graph_module, analysis.blocks)
+    regions = BlockRegions(analysis.graph_module, analysis.blocks)
     for block in analysis.blocks:
-        unit = finder(analysis.graph_module, block, regions[block.name])
+        unit = finder(analysis.graph_module, block, regions.nodes(block.name))
         if unit is None:
             warnings.append(f"block {block.index} ({block.name}, {block.type}) is not {what}: left as is")
         else:
@@ -161,22 +183,3 @@ def find_units(analysis: Analysis, finder, what: str, missing: str) -> tuple[lis
     if not units:
         raise NoBlocksError(f"convert: {analysis.label} has no {missing}")
     return units, warnings
-
-
-def bypass(gm: fx.GraphModule, node: fx.Node) -> None:
-    """Remove ``node``: its users read its (first) input instead."""
-    node.replace_all_uses_with(node.all_input_nodes[0])
-    gm.graph.erase_node(node)
-
-
-def step_report(gm: fx.GraphModule, plan: ConvertPlan, before: set, removed: list[str]) -> StepReport:
-    """The step's report: the plan's changes and norm lists, nodes added and removed.
-
-    ``before`` is the set of nodes the graph had before the step (node objects: moved nodes may
-    be renamed).
-    """
-    added = [site_name(n) for n in gm.graph.nodes if n not in before]
-    return StepReport(plan.rewrite, plan.settings, plan.selected, plan.selection_reason, plan.changes,
-                      nodes_removed=tuple(removed), nodes_added=tuple(added), warnings=plan.warnings,
-                      norms_added=plan.norms_added, norms_moved=plan.norms_moved,
-                      norms_removed=plan.norms_removed)

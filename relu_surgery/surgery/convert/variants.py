@@ -18,14 +18,15 @@ Example:
 
 from __future__ import annotations
 
-import torch.fx as fx
-
 from ...graph.analysis import Analysis
+from ..actions import Relocate
+from ..builders import describe
+from ..edits import qualified
+from ..plan import Plan
 from .anatomy import PostActUnit, any_preactivation, postact_unit
-from .edit import describe, move_after
-from .planning import ConvertPlan, PlanBook, find_units, site_name, step_report
+from .planning import PlanBook, find_units
 
-__all__ = ["plan_bn_after_add", "apply_bn_after_add", "plan_relu_before_add", "apply_relu_before_add"]
+__all__ = ["plan_bn_after_add", "plan_relu_before_add"]
 
 
 def _units(analysis: Analysis, need_norm: bool) -> tuple[list[PostActUnit], list[str]]:
@@ -43,53 +44,46 @@ def _reason(units, analysis: Analysis) -> str:
     return f"after-activation residual blocks (activation after the addition): {len(units)} of {len(analysis.blocks)}"
 
 
-def plan_bn_after_add(analysis: Analysis) -> ConvertPlan:
-    """Plan Fig. 4b: every after-activation block's last norm moves to after the addition."""
+def plan_bn_after_add(analysis: Analysis) -> Plan:
+    """Plan Fig. 4b: every after-activation block's last norm moves to after the addition.
+
+    See the module example.
+
+    Example:
+        >>> import relu_surgery as rs
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> plan = plan_bn_after_add(analyze(rs.create_model("cifar_resnet20")))
+        >>> len(plan.actions), plan.actions[0]
+        (9, Relocate(node='layer1_0_bn2', after='add'))
+    """
     units, warnings = _units(analysis, need_norm=True)
     book = PlanBook(analysis)
     for unit in units:
         norm, add = book.nodes[unit.last_norm], book.nodes[unit.add]
-        where = f"after the addition {site_name(add)}"
-        book.move(unit.block, norm, f"after {site_name(book.nodes[unit.last_weight])}", str(norm.target), where)
-    return book.plan(analysis, {"to": "bn-after-add"}, units, _reason(units, analysis), warnings)
+        where = f"after the addition {qualified(add)}"
+        book.move(unit.block, norm, f"after {qualified(book.nodes[unit.last_weight])}", str(norm.target), where)
+        book.actions.append(Relocate(unit.last_norm, unit.add))  # conv -> add -> norm -> act
+    return book.plan(analysis, units, _reason(units, analysis), warnings)
 
 
-def apply_bn_after_add(gm: fx.GraphModule, plan: ConvertPlan):
-    """Apply :func:`plan_bn_after_add`'s plan: conv -> add -> norm -> act."""
-    nodes = {n.name: n for n in gm.graph.nodes}
-    before = set(nodes.values())
-    for unit in plan.units:
-        norm, add = nodes[unit.last_norm], nodes[unit.add]
-        source = norm.all_input_nodes[0]
-        norm.replace_all_uses_with(source)
-        norm.replace_input_with(source, add)
-        add.replace_all_uses_with(norm, delete_user_cb=lambda user: user is not norm)
-        move_after(add, norm)
-    return step_report(gm, plan, before, [])
+def plan_relu_before_add(analysis: Analysis) -> Plan:
+    """Plan Fig. 4c: every after-activation block's post-addition activation moves before the addition.
 
-
-def plan_relu_before_add(analysis: Analysis) -> ConvertPlan:
-    """Plan Fig. 4c: every after-activation block's post-addition activation moves before the addition."""
+    Example:
+        >>> import torchvision
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> plan = plan_relu_before_add(analyze(torchvision.models.resnet18()))
+        >>> plan.changes[0].after
+        'nn.ReLU before the addition, after layer1.0.bn2'
+    """
     units, warnings = _units(analysis, need_norm=False)
     book = PlanBook(analysis)
     for unit in units:
         act = book.nodes[unit.act]
-        anchor = book.nodes[unit.last_norm or unit.last_weight]
+        anchor = unit.last_norm or unit.last_weight
         kind = book.kind(unit.act)
-        book.change(unit.block, site_name(act), f"{describe(book.gm, act)} after the addition",
-                    f"{describe(book.gm, act)} before the addition, after {site_name(anchor)}", unit.act, kind, kind)
-    return book.plan(analysis, {"to": "relu-before-add"}, units, _reason(units, analysis), warnings)
-
-
-def apply_relu_before_add(gm: fx.GraphModule, plan: ConvertPlan):
-    """Apply :func:`plan_relu_before_add`'s plan: conv -> norm -> act -> add."""
-    nodes = {n.name: n for n in gm.graph.nodes}
-    before = set(nodes.values())
-    for unit in plan.units:
-        act, anchor = nodes[unit.act], nodes[unit.last_norm or unit.last_weight]
-        source = act.all_input_nodes[0]
-        act.replace_all_uses_with(source)
-        act.replace_input_with(source, anchor)
-        anchor.replace_all_uses_with(act, delete_user_cb=lambda user: user is not act)
-        move_after(anchor, act)
-    return step_report(gm, plan, before, [])
+        book.change(unit.block, qualified(act), f"{describe(book.gm, act)} after the addition",
+                    f"{describe(book.gm, act)} before the addition, after {qualified(book.nodes[anchor])}", unit.act,
+                    kind, kind)
+        book.actions.append(Relocate(unit.act, anchor))  # conv -> norm -> act -> add
+    return book.plan(analysis, units, _reason(units, analysis), warnings)

@@ -84,10 +84,12 @@ def _plan(analysis: Analysis, settings: dict, cost: str, tolerance: float, choic
     if analysis.source.training:
         warnings.append("fold computes the eval-mode function: the folded model has no norms (and no dropout "
                         "between merged layers) left to train")
-    return FoldPlan("fold", settings, tuple(analysis.blocks), (), "every layer of the model (fold is not per block)",
+    gm = analysis.graph_module
+    return FoldPlan("fold", tuple(analysis.blocks), (), "every layer of the model (fold is not per block)",
                     tuple(_change(r, analysis.blocks) for r in records), tuple(warnings),
                     actions=planned.actions, refusals=planned.refusals, example_input=analysis.example_input,
-                    reference=planned.reference, tolerance=tolerance, layers_before=planned.layers_before)
+                    reference=planned.reference, tolerance=tolerance, layers_before=planned.layers_before,
+                    unfolded=fx.GraphModule(gm, copy.deepcopy(gm.graph)))  # edits replace layers, never mutate them
 
 
 def _outputs(models, x) -> list[torch.Tensor]:
@@ -136,19 +138,20 @@ def _function_check(gm: fx.GraphModule, unfolded: fx.GraphModule, plan: FoldPlan
                        "report it with the model")
 
 
-def _apply(gm: fx.GraphModule, plan: FoldPlan) -> FoldStepReport:
-    before = {n.name: label(n) for n in gm.graph.nodes}
-    unfolded = fx.GraphModule(gm, copy.deepcopy(gm.graph))  # the same layers: edits replace, never mutate, them
-    for action in plan.actions:
-        execute(gm, action)
-    gm.graph.lint()
-    gm.recompile()
-    left = {n.name for n in gm.graph.nodes}
+def _report(step: Step, plan: FoldPlan, gm: fx.GraphModule | None = None, made=None) -> FoldStepReport:
+    """The fold's step report; once applied (``made`` given), with the function check against the unfolded graph."""
+    applied = made is not None
+    if applied:
+        gm.recompile()
+        before = {n.name: label(n) for n in plan.unfolded.graph.nodes}
+        left = {n.name for n in gm.graph.nodes}
     return FoldStepReport(
-        "fold", plan.settings, (), plan.selection_reason, plan.changes,
-        nodes_removed=tuple(q for n, q in before.items() if n not in left), warnings=plan.warnings,
-        merges=tuple(_record(a) for a in plan.actions), refusals=tuple(_refusal_record(r) for r in plan.refusals),
-        check=_function_check(gm, unfolded, plan), layers_before=plan.layers_before, layers_after=count_layers(gm),
+        "fold", step.settings, (), plan.selection_reason, plan.changes,
+        nodes_removed=tuple(q for n, q in before.items() if n not in left) if applied else (),
+        warnings=plan.warnings, merges=tuple(_record(a) for a in plan.actions),
+        refusals=tuple(_refusal_record(r) for r in plan.refusals),
+        check=_function_check(gm, plan.unfolded, plan) if applied else {"skipped": "dry run"},
+        layers_before=plan.layers_before, layers_after=count_layers(gm) if applied else plan.layers_before,
     )
 
 
@@ -168,8 +171,8 @@ def fold_step(cost: str = "macs", tolerance: float = 1e-4, choices=None) -> Step
     settings = {"cost": cost, "tolerance": float(tolerance)}
     if choices is not None:
         settings["choices"] = [list(c) for c in choices]
-    return Step("fold", settings, lambda a: _plan(a, settings, cost, tolerance, choices), _apply, ("all",),
-                needs_blocks=False)
+    return Step("fold", settings, lambda a: _plan(a, settings, cost, tolerance, choices), ("all",),
+                needs_blocks=False, report=_report)
 
 
 def fold(model: nn.Module, cost: str = "macs", *, example_input=None, tolerance: float = 1e-4,

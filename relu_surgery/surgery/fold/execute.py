@@ -32,7 +32,7 @@ import torch.nn as nn
 
 from ...errors import SurgeryError
 from ...graph.activations import submodule
-from ..edits import call_count, free_path
+from ..edits import call_counts, free_path
 from .geometry import compose
 from .kernels import Params, combine_params, compose_params, fold_norm
 from .modules import build_layer, params_of, spec_of
@@ -64,7 +64,7 @@ def norm_affine(norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 def _install(gm: fx.GraphModule, node: fx.Node, module: nn.Module) -> None:
     """Make ``node`` call ``module``: at the node's own path when only it calls that path."""
     target = str(node.target)
-    path = target if call_count(gm, target) == 1 else free_path(gm, f"{target}_folded")
+    path = target if call_counts(gm).get(target, 0) == 1 else free_path(gm, f"{target}_folded", set())
     gm.add_submodule(path, module)
     node.target = path
 

@@ -30,8 +30,20 @@ from .geometry import LayerSpec, describe
 __all__ = ["NormFold", "ChainMerge", "BranchMerge", "Refusal", "Action", "FoldPlan"]
 
 
+class _Runs:
+    """What :func:`relu_surgery.surgery.actions.execute` needs of an action: ``run`` and ``label``."""
+
+    label = ""
+
+    def run(self, gm, _nodes):
+        from .execute import execute  # noqa: PLC0415 (the fold executor imports these records)
+
+        execute(gm, self)
+        return None  # a fold names no new node: merged layers are called by the node they replace
+
+
 @dataclass(frozen=True)
-class NormFold:
+class NormFold(_Runs):
     """Fold the norm at node ``norm`` into the layer at node ``layer`` (``names``: their module paths)."""
 
     layer: str
@@ -44,7 +56,7 @@ class NormFold:
         return f"{self.names[1]} ({self.norm_type}) folded into {self.names[0]} ({describe(self.spec)})"
 
 
-class _Merge:
+class _Merge(_Runs):
     """What a merge of layers ``before`` into ``after`` costs, and how the report says it (a mixin for
     the dataclasses below, which hold ``before``, ``after``, ``names`` and maybe ``identity``)."""
 
@@ -116,5 +128,6 @@ class FoldPlan(Plan):
     refusals: tuple[Refusal, ...] = ()
     example_input: Any = field(default=None, repr=False)
     reference: Any = field(default=None, repr=False)
+    unfolded: Any = field(default=None, repr=False)  # the graph before the actions (it shares the layers)
     tolerance: float = 1e-4
     layers_before: int = 0
