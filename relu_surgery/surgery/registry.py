@@ -39,7 +39,7 @@ def get_rewrite(name: str):
         >>> get_rewrite("sparkle")
         Traceback (most recent call last):
         ...
-        relu_surgery.errors.SelectionError: unknown rewrite 'sparkle'; known: convert, crelu, erase, normprop, swap
+        relu_surgery.errors.SelectionError: unknown rewrite 'sparkle'; known: convert, crelu, erase, fold, normprop, swap
     """
     if name not in REWRITES:
         raise SelectionError(f"unknown rewrite {name!r}; known: {', '.join(sorted(REWRITES))}")

@@ -31,6 +31,7 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..._compat import BatchNormBase, DropoutBase
 from ...graph.activations import submodule
 from ...graph.ops import is_tensor_add
 from .geometry import LayerSpec, combine_branches, describe, host_index
@@ -42,7 +43,7 @@ __all__ = ["Chain", "label", "layer_spec", "branch_spec", "norm_candidates", "ch
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 _PASS_FUNCTIONS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout}
-_PASS_MODULES = (nn.Identity, nn.modules.dropout._DropoutNd)
+_PASS_MODULES = (nn.Identity, DropoutBase)
 
 
 def _shape(node) -> tuple[int, ...] | None:
@@ -145,7 +146,7 @@ def norm_candidates(gm: fx.GraphModule) -> list[NormFold | Refusal]:
     """Every BatchNorm call: a :class:`NormFold` into the layer before it, or why not."""
     found = []
     for node in gm.graph.nodes:
-        if node.op != "call_module" or not isinstance(submodule(gm, str(node.target)), nn.modules.batchnorm._BatchNorm):
+        if node.op != "call_module" or not isinstance(submodule(gm, str(node.target)), BatchNormBase):
             continue
         norm = submodule(gm, str(node.target))
         reason = _norm_refusal(gm, node, norm)
@@ -265,7 +266,7 @@ def branch_spec(gm: fx.GraphModule, node) -> LayerSpec | None:
     if spec is not None or not isinstance(node, fx.Node) or node.op != "call_module" or len(node.args) != 1:
         return spec
     norm, shape = submodule(gm, str(node.target)), _shape(node)
-    if not isinstance(norm, nn.modules.batchnorm._BatchNorm) or shape is None or len(shape) < 3:
+    if not isinstance(norm, BatchNormBase) or shape is None or len(shape) < 3:
         return None
     if _norm_refusal(gm, node, norm, needs_layer=False):
         return None

@@ -30,15 +30,15 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from ..._compat import BatchNormBase
 from ...errors import SurgeryError
 from ...graph.activations import submodule
 from ..edits import call_counts, free_path
 from .geometry import compose
 from .kernels import Params, combine_params, compose_params, fold_norm
 from .modules import build_layer, params_of, spec_of
-from .plan import Action, BranchMerge, ChainMerge, NormFold
 
-__all__ = ["execute", "norm_affine"]
+__all__ = ["execute", "norm_affine", "fold_norm_into_layer", "merge_chain", "merge_branches"]
 
 
 def norm_affine(norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,7 +89,7 @@ def _erase(gm: fx.GraphModule, nodes: list[fx.Node]) -> None:
         gm.graph.erase_node(node)
 
 
-def _fold_norm(gm: fx.GraphModule, nodes: dict, action: NormFold) -> None:
+def fold_norm_into_layer(gm: fx.GraphModule, nodes: dict, action) -> None:
     layer, norm = nodes[action.layer], nodes[action.norm]
     module = _checked(gm, layer, action.spec)
     params = fold_norm(params_of(module), *norm_affine(_module(gm, norm)))
@@ -98,7 +98,7 @@ def _fold_norm(gm: fx.GraphModule, nodes: dict, action: NormFold) -> None:
     gm.graph.erase_node(norm)
 
 
-def _merge_chain(gm: fx.GraphModule, nodes: dict, action: ChainMerge) -> None:
+def merge_chain(gm: fx.GraphModule, nodes: dict, action) -> None:
     layers = [nodes[name] for name in action.layers]
     first = _checked(gm, layers[0], action.before[0])
     params, spec = params_of(first), action.before[0]
@@ -117,14 +117,14 @@ def _merge_chain(gm: fx.GraphModule, nodes: dict, action: ChainMerge) -> None:
 def _branch_params(gm: fx.GraphModule, node: fx.Node, spec) -> Params:
     """A sum operand's tensors: a layer's, or a BatchNorm's as a depthwise 1x1 conv (scale, shift)."""
     module = _module(gm, node)
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+    if isinstance(module, BatchNormBase):
         scale, shift = norm_affine(module)
         like = module.running_var
         return Params(scale.to(like.dtype).reshape(-1, 1, *spec.kernel), shift.to(like.dtype), None)
     return params_of(_checked(gm, node, spec))
 
 
-def _merge_branches(gm: fx.GraphModule, nodes: dict, action: BranchMerge) -> None:
+def merge_branches(gm: fx.GraphModule, nodes: dict, action) -> None:
     branches = [nodes[name] for name in action.branches]
     pairs = [(_branch_params(gm, node, spec), spec) for node, spec in zip(branches, action.before)]
     host = nodes[action.host]
@@ -136,14 +136,11 @@ def _merge_branches(gm: fx.GraphModule, nodes: dict, action: BranchMerge) -> Non
     _erase(gm, [b for b in branches if b is not host])
 
 
-def execute(gm: fx.GraphModule, action: Action) -> None:
-    """Carry out ``action`` on ``gm``'s graph and modules (the caller lints and recompiles)."""
-    nodes = {n.name: n for n in gm.graph.nodes}
-    if isinstance(action, NormFold):
-        _fold_norm(gm, nodes, action)
-    elif isinstance(action, ChainMerge):
-        _merge_chain(gm, nodes, action)
-    elif isinstance(action, BranchMerge):
-        _merge_branches(gm, nodes, action)
-    else:
-        raise TypeError(f"not a fold action: {action!r}")
+def execute(gm: fx.GraphModule, action) -> None:
+    """Carry out one fold ``action`` (a :class:`~relu_surgery.surgery.fold.plan.NormFold`,
+    ``ChainMerge`` or ``BranchMerge``) on ``gm``'s graph and modules (the caller lints and recompiles).
+
+    Each action knows which of :func:`fold_norm_into_layer`, :func:`merge_chain`, :func:`merge_branches`
+    carries it out (its ``apply_to``). See the module example.
+    """
+    action.apply_to(gm, {n.name: n for n in gm.graph.nodes})

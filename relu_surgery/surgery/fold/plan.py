@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from ..plan import Plan
+from .execute import fold_norm_into_layer, merge_branches, merge_chain
 from .geometry import LayerSpec, describe
 
 __all__ = ["NormFold", "ChainMerge", "BranchMerge", "Refusal", "Action", "FoldPlan"]
@@ -36,9 +37,7 @@ class _Runs:
     label = ""
 
     def run(self, gm, _nodes):
-        from .execute import execute  # noqa: PLC0415 (the fold executor imports these records)
-
-        execute(gm, self)
+        self.apply_to(gm, {n.name: n for n in gm.graph.nodes})
         return None  # a fold names no new node: merged layers are called by the node they replace
 
 
@@ -54,6 +53,9 @@ class NormFold(_Runs):
 
     def describe(self) -> str:
         return f"{self.names[1]} ({self.norm_type}) folded into {self.names[0]} ({describe(self.spec)})"
+
+    def apply_to(self, gm, nodes) -> None:
+        fold_norm_into_layer(gm, nodes, self)
 
 
 class _Merge(_Runs):
@@ -86,6 +88,9 @@ class ChainMerge(_Merge):
     before: tuple[LayerSpec, ...]
     after: LayerSpec
 
+    def apply_to(self, gm, nodes) -> None:
+        merge_chain(gm, nodes, self)
+
 
 @dataclass(frozen=True)
 class BranchMerge(_Merge):
@@ -101,6 +106,9 @@ class BranchMerge(_Merge):
     identity: bool
     before: tuple[LayerSpec, ...]
     after: LayerSpec
+
+    def apply_to(self, gm, nodes) -> None:
+        merge_branches(gm, nodes, self)
 
 
 Action = Union[NormFold, ChainMerge, BranchMerge]
