@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..graph.records import Block
+from .parts import part_rows
 from .records import SiteChange
 
 __all__ = ["StepReport", "Report"]
@@ -100,6 +101,8 @@ class Report:
     dry_run: bool = False
     graph_before: list[dict] = field(default_factory=list, repr=False)
     graph_after: list[dict] = field(default_factory=list, repr=False)
+    # A model traced in parts (its root could not be traced): the parts, the block order, the input.
+    partial: dict = field(default_factory=dict)
 
     # ----------------------------------------------------------------- derived views
     @property
@@ -161,6 +164,7 @@ class Report:
             "norms": {"added": list(self.norms_added),
                       "moved": [m for s in self.steps for m in s.to_dict()["norms_moved"]],
                       "removed": [n for s in self.steps for n in s.norms_removed]},
+            **({"partial": self.partial} if self.partial else {}),
         }
 
     def dumps(self) -> str:
@@ -206,7 +210,7 @@ class Report:
         ]
         if self.leaves:
             rows.append(("Leaves (untraceable)", ", ".join(self.leaves)))
-        return rows
+        return rows + part_rows(self.partial)
 
     def __str__(self) -> str:
         chosen = set(self.selected)

@@ -27,7 +27,8 @@ from ..graph.copying import paused_gc
 from ..graph.example_inputs import example_input_for
 from ..graph.intake import non_finite_tensors, on_meta, unwrap_model
 from ..report.costs import Measurement, count_params, measure, snapshot_state, state_dict_diff
-from ..errors import SurgeryError
+from ..errors import NoBlocksError, SurgeryError, TraceError
+from .partial import run_partial
 from .plan import Plan
 from ..report.report import Report, StepReport
 from ..graph.tracing import graph_code, graph_records
@@ -89,7 +90,13 @@ def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spe
 def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn.Module | None, Report]:
     if example_input is None and getattr(model, "rs_input_size", None):  # a rewritten model: the size it was
         example_input = example_input_for(model)  # checked on (its private copy would lose the attribute)
-    analysis = analyze(model, example_input, spec, require_blocks=any(s.needs_blocks for s in steps))
+    try:
+        analysis = analyze(model, example_input, spec, require_blocks=any(s.needs_blocks for s in steps))
+    except (TraceError, NoBlocksError) as exc:  # the root cannot be traced: rewrite inside the parts that can
+        new_model, report, steps = run_partial(model, steps, example_input, spec, dry_run, prelude, check, exc)
+        if new_model is not None:
+            record_recipe(model, new_model, steps)
+        return new_model, report
     gm = analysis.graph_module
     if prelude is not None:
         steps = [*prelude(analysis), *steps]
