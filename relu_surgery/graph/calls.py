@@ -118,17 +118,17 @@ def _meta_copy(model: nn.Module) -> nn.Module | None:
         return None
 
 
-def record_calls(model: nn.Module, example_input, capture=()) -> Calls:
+def record_calls(model: nn.Module, example_input, capture=(), need=None) -> Calls:
     """Module call order (and the first inputs of ``capture`` paths) on ``example_input``; eval mode.
 
     Meta first; the real model (not changed, gradients off) only when the meta pass stopped before
-    calling every path in ``capture``.
+    calling every path in ``need`` (default: all of ``capture``).
     """
     wanted = set(capture)
+    needed = wanted if need is None else set(need)
     meta = model if on_meta(model) else _meta_copy(model)
-    calls = None
     if meta is not None:
         calls = _one_pass(meta, _map_tensors(example_input, lambda t: t.to("meta")), wanted, "meta")
-        if not calls.stopped or not (wanted - set(calls.inputs)) or meta is model:
+        if not calls.stopped or not (needed - set(calls.inputs)) or meta is model:
             return calls
     return _one_pass(model, example_input, wanted, str(model_dtype_device(model)[1]))

@@ -157,9 +157,13 @@ def _order_note(calls: Calls, parts: list[PartAnalysis]) -> str:
     return f"execution order: {how}"
 
 
-def _inputs(pa_source: nn.Module, calls: Calls, path: str):
+def _inputs(source: nn.Module, calls: Calls, path: str):
+    """What the part got on its first call, with values: one tensor, or the tuple of its arguments."""
     captured = calls.inputs.get(path)
-    return None if captured is None else materialize(tuple(captured[0]), pa_source)
+    if captured is None:
+        return None
+    args = materialize(tuple(captured[0]), source)
+    return args[0] if len(args) == 1 and not captured[1] else args
 
 
 def analyze_parts(model: nn.Module, example_input=None, spec: BlockSpec | None = None, *,
@@ -184,7 +188,7 @@ def analyze_parts(model: nn.Module, example_input=None, spec: BlockSpec | None =
     x = example_input_for(source) if example_input is None else conform_input(source, match_input(example_input, source))
     if calls is None:
         holding = [p for p, bs in found.items() if bs]
-        calls = record_calls(source, x, capture=holding) if holding else Calls(stopped="no part holds blocks")
+        calls = record_calls(source, x, capture=list(views), need=holding)
     parts = {p.path: PartAnalysis(p, views[p.path], found[p.path], _inputs(source, calls, p.path)) for p in traced}
     ordered: list[Block] = []
     _emit(tree, parts, _sibling_key(calls, [n for n, _ in source.named_modules()]), ordered)

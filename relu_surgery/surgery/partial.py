@@ -44,6 +44,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Sequence
 
+import torch
 import torch.nn as nn
 
 from ..errors import NoBlocksError, SurgeryError
@@ -82,10 +83,13 @@ def plan_parts(pa: PartialAnalysis, step) -> tuple[Plan, list[tuple[PartAnalysis
     """
     selection = _global_selection(pa, step)
     chosen = set(selection.indices) if selection else None
-    plans = []
+    plans, skipped = [], []
     for part in pa.parts:
         holds = {b.index for b in part.blocks}
         if (step.needs_blocks and not holds) or (chosen is not None and not chosen & holds):
+            continue
+        if not step.needs_blocks and not isinstance(part.example_input, torch.Tensor):
+            skipped.append(part.path or "(root)")  # a whole-graph step runs the part on one tensor
             continue
         with preset_selection(selection):
             plans.append((part, step.plan(_analysis(pa, part))))
@@ -93,6 +97,9 @@ def plan_parts(pa: PartialAnalysis, step) -> tuple[Plan, list[tuple[PartAnalysis
     selected = selection.indices if selection else tuple(sorted({i for _, p in plans for i in p.selected}))
     reason = selection.reason if selection else "; ".join(dict.fromkeys(p.selection_reason for _, p in plans))
     warnings = tuple(dict.fromkeys(w for _, p in plans for w in p.warnings))
+    if skipped:
+        warnings += (f"{step.name}: parts not called with one tensor on the example input left as they are: "
+                     f"{', '.join(skipped)}",)
     return Plan(step.name, step.settings, tuple(pa.blocks), selected, reason, tuple(changes), warnings), plans
 
 
@@ -174,13 +181,13 @@ def _partial_note(pa: PartialAnalysis, changed: list[str]) -> str:
         f"its blocks sit inside submodules that cannot be traced ({', '.join(c.path for c in root.children)})"
     where = ", ".join(changed) or "none"
     return (f"{pa.label} is traced in parts: {why}; {len(pa.parts)} parts traced, {len(pa.python_parts)} stayed "
-            f"Python; rewritten inside a private copy whose Python code calls them: {where}")
+            f"Python; parts rewritten (swapped into a private copy whose own Python code calls them): {where}")
 
 
 def _no_blocks(pa: PartialAnalysis) -> NoBlocksError:
     traced = ", ".join(p.path or "(root)" for p in pa.parts) or "none"
     root = pa.tree.reason or "untraceable submodules"
-    return NoBlocksError(f"no blocks found in {pa.label}: it is traced in parts ({root}) and its traced parts "
+    return NoBlocksError(f"no blocks found in {pa.tree.type}: it is traced in parts ({root}) and its traced parts "
                          f"({traced}) hold no blocks; name them with block_types=/--block-type or "
                          "block_names=/--block-name")
 
