@@ -11,7 +11,8 @@ CORE = ["graph.activations", "graph.analysis", "graph.blocks", "report.costs", "
         "graph.ops", "models.resolve", "graph.records", "report.report", "models.saving", "surgery.selection",
         "graph.tracing", "models.weights", "surgery.pipeline", "surgery.erase", "surgery.registry",
         "models.zoo._registry", "graph.running", "report.records", "surgery.plan", "atomic", "locks",
-        "models.recipe", "graph.intake", "models.sources"]
+        "models.recipe", "graph.intake", "models.sources", "graph.parts", "graph.calls", "graph.part_analysis",
+        "surgery.partial", "report.parts"]
 
 
 @pytest.mark.parametrize("name", CORE)

@@ -23,6 +23,7 @@ from .copying import private_copy
 from ..errors import NoBlocksError, TraceError
 from .example_inputs import example_input_for
 from .intake import match_input, unwrap_model
+from .part_analysis import analyze_parts
 from .records import Block
 from .tracing import TracedModel, annotate_shapes, trace
 
@@ -111,15 +112,11 @@ def find_blocks(model: nn.Module, example_input=None, *, block_types=(), block_n
     try:
         traced = trace(private_copy(model))
     except TraceError:  # the root cannot be traced: the blocks of the parts that can
-        from .part_analysis import analyze_parts  # noqa: PLC0415 (only for such models)
-
         return analyze_parts(model, example_input, spec).blocks
     if example_input is not None:
         annotate_shapes(traced, example_input)
     blocks = discover_blocks(traced, spec)
     if not blocks and traced.leaves:  # every block may sit inside an untraceable leaf
-        from .part_analysis import analyze_parts  # noqa: PLC0415
-
         parted = analyze_parts(model, example_input, spec)
         blocks = parted.blocks if parted is not None else blocks
     return blocks

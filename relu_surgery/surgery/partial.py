@@ -20,23 +20,18 @@ finds the same parts and blocks.
 
 Example:
     >>> import torch, torch.nn as nn
-    >>> class Unit(nn.Module):
-    ...     def __init__(self):
-    ...         super().__init__()
-    ...         self.conv, self.relu = nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()
-    ...     def forward(self, x):
-    ...         return self.relu(x + self.conv(x))
+    >>> from torchvision.models.resnet import BasicBlock
     >>> class Net(nn.Module):
     ...     def __init__(self):
     ...         super().__init__()
-    ...         self.a, self.b = Unit(), Unit()
+    ...         self.a, self.b = BasicBlock(4, 4), BasicBlock(4, 4)
     ...     def forward(self, x):
     ...         x = self.a.forward(x)                  # FX would inline this call
     ...         return self.b(x) if x.mean() > 0 else -self.b(x)
     >>> from relu_surgery.surgery.erase import erase_step
     >>> new, report, _ = run_partial(Net(), [erase_step(proportion=0.5)], torch.randn(1, 4, 8, 8))
     >>> [c.site for c in report.changes], type(new.a).__name__, type(new).__name__
-    (['a.relu'], 'Unit', 'Net')
+    (['a.relu_1'], 'BasicBlock', 'Net')
 """
 
 from __future__ import annotations
@@ -180,8 +175,9 @@ def _partial_note(pa: PartialAnalysis, changed: list[str]) -> str:
     why = f"its root cannot be traced ({root.reason})" if not root.is_traced else \
         f"its blocks sit inside submodules that cannot be traced ({', '.join(c.path for c in root.children)})"
     where = ", ".join(changed) or "none"
-    return (f"{pa.label} is traced in parts: {why}; {len(pa.parts)} parts traced, {len(pa.python_parts)} stayed "
-            f"Python; parts rewritten (swapped into a private copy whose own Python code calls them): {where}")
+    traced, python = len(pa.parts), len(pa.python_parts)
+    return (f"{pa.label} is traced in parts: {why}; {traced} part{'s' if traced != 1 else ''} traced, {python} "
+            f"stayed Python; parts rewritten (swapped into a private copy whose own Python code calls them): {where}")
 
 
 def _no_blocks(pa: PartialAnalysis) -> NoBlocksError:
