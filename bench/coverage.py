@@ -76,7 +76,7 @@ def sweep_one(task: tuple[str, str]) -> dict:
         model, row["device"] = _build(source, name)
         row["build_s"] = round(time.perf_counter() - start, 3)
         try:
-            analysis = analyze(model, example_input=torch.zeros(1, device="meta"), require_blocks=False)
+            analysis = analyze(model, example_input=torch.zeros(1, device=row["device"]), require_blocks=False)
         except TraceError:  # the root cannot be traced: traced in parts
             analysis = None
         if (analysis is None or (not analysis.blocks and analysis.traced.leaves)) and _partial_row(model, row):

@@ -99,6 +99,22 @@ def test_user_model_blocks_in_execution_order_and_erase_matches_a_hand_written_r
     assert report.forward_check["finite"] and report.forward_check["input_shape"] == "tensor (2, 3, 16, 16)"
 
 
+def test_rewrites_chain_on_installed_parts_and_replay_from_a_save(tmp_path):
+    torch.manual_seed(0)
+    model = rs.create_model("tests.test_partial:Net")  # the recipe can rebuild it (user code: trust_code)
+    x = torch.randn(2, 3, 16, 16)
+    erased, _ = rs.erase(model, proportion=0.5, example_input=x)
+    swapped, report = rs.swap(erased, to="prelu", location="first", example_input=x)
+    assert [c.site for c in report.changes] == [f"{b}.relu" for b in (
+        "stage1.blocks.0", "stage1.blocks.1", "stage2.0", "stage2.1", "stage2.2")]
+    assert [r["rewrite"] for r in swapped.rs_recipe["rewrites"]] == ["erase", "swap"]
+    back = rs.load(rs.save(swapped, tmp_path / "chain", report), trust_code=True)
+    assert list(back.state_dict()) == list(swapped.state_dict())
+    swapped.eval(), back.eval()
+    with torch.no_grad():
+        assert torch.equal(back(x), swapped(x))
+
+
 def test_rule_precedence_is_decided_across_parts():
     with torch.device("meta"):
         model = rs.create_model("tv:fasterrcnn_resnet50_fpn")

@@ -78,7 +78,7 @@ def plan_parts(pa: PartialAnalysis, step) -> tuple[Plan, list[tuple[PartAnalysis
     """
     selection = _global_selection(pa, step)
     chosen = set(selection.indices) if selection else None
-    plans, skipped = [], []
+    plans, skipped, missing = [], [], []
     for part in pa.parts:
         holds = {b.index for b in part.blocks}
         if (step.needs_blocks and not holds) or (chosen is not None and not chosen & holds):
@@ -86,8 +86,13 @@ def plan_parts(pa: PartialAnalysis, step) -> tuple[Plan, list[tuple[PartAnalysis
         if not step.needs_blocks and not isinstance(part.example_input, torch.Tensor):
             skipped.append(part.path or "(root)")  # a whole-graph step runs the part on one tensor
             continue
-        with preset_selection(selection):
-            plans.append((part, step.plan(_analysis(pa, part))))
+        try:
+            with preset_selection(selection):
+                plans.append((part, step.plan(_analysis(pa, part))))
+        except NoBlocksError as exc:  # this part has no block of the form the step needs (convert); others may
+            missing.append(exc)
+    if missing and not plans:
+        raise missing[0]
     changes = sorted((c for _, p in plans for c in p.changes), key=lambda c: c.block)
     selected = selection.indices if selection else tuple(sorted({i for _, p in plans for i in p.selected}))
     reason = selection.reason if selection else "; ".join(dict.fromkeys(p.selection_reason for _, p in plans))
@@ -162,7 +167,8 @@ def _check(root: nn.Module, x, before: Measurement | None, meta: bool, described
     if _structure(after) != _structure(before):
         raise SurgeryError(f"the rewritten model's output changed structure: {_structure(before)} -> {_structure(after)}")
     if not all(finite for *_, finite in after.outputs):
-        raise SurgeryError("the rewritten model produced non-finite values on the example input")
+        raise SurgeryError("the rewritten model produced non-finite values on the example input (untrained "
+                           "normalisation statistics?); check=False / --no-check skips this check")
     shown = ", ".join(f"{w or 'output'} {s}" for w, s, _ in after.outputs[:6])
     return after, {"input_shape": described, "output_shape": after.output_shape,
                    "output_shape_before": before.output_shape, "finite": True, "mode": "eval",
