@@ -171,6 +171,7 @@ def test_fasterrcnn_erase_removes_the_16_bottleneck_relus(erased_detector):
     assert parts["backbone"]["traced"] and parts["backbone"]["blocks"] == 17
     assert not parts[""]["traced"] and parts[""]["reason"] == "TraceError: Proxy object cannot be iterated"
     assert report.partial["input"] == "list of 2 images (3, 128, 160), (3, 96, 128)"
+    assert report.forward_check["finite"] and report.forward_check["outputs"].startswith("[0]['boxes'] (")
     assert list(new.state_dict()) == list(model.state_dict())
     assert type(new).__name__ == "FasterRCNN" and isinstance(new.backbone, torch.fx.GraphModule)
     assert type(model.backbone).__name__ == "BackboneWithFPN"  # the caller's model is untouched

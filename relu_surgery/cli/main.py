@@ -60,7 +60,8 @@ def model_options(f):
     f = click.option("--trust-code", is_flag=True, expose_value=False,
                      callback=_remember_flag("relu_surgery.trust_code"),
                      help="Let a saved directory's recipe import and run the user code it names (module:callable).")(f)
-    f = click.option("--input-size", default=None, help="Example input size without batch, e.g. 3,32,32.")(f)
+    f = click.option("--input-size", default=None, help="Example input size without batch, e.g. 3,32,32 (a detection model gets an image of it, "
+                          "RAFT a pair).")(f)
     f = click.option("--pretrained", is_flag=True, help="Ask timm/torchvision for pretrained weights (needs network).")(f)
     f = click.option("--weights", type=click.Path(dir_okay=False), default=None,
                      help="Local checkpoint to load before the rewrite (.safetensors or weights-only torch file).")(f)

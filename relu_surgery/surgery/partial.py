@@ -156,10 +156,11 @@ def _structure(m: Measurement) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def _check(root: nn.Module, x, before: Measurement | None, meta: bool, described: str) -> tuple:
+    """The forward check of the whole model: (after, forward_check, notes); structure as :func:`_structure`."""
     if meta:
-        return None, {"input_shape": described, "skipped": "meta device (no values)"}
+        return None, {"input_shape": described, "skipped": "meta device (no values)"}, []
     if before is None:
-        return None, {"input_shape": described, "skipped": "check=False"}
+        return None, {"input_shape": described, "skipped": "check=False"}, []
     after = measure(root, x)
     if not all(finite for *_, finite in before.outputs):
         raise SurgeryError("the model's output is already non-finite before the rewrite: check its weights; "
@@ -170,10 +171,12 @@ def _check(root: nn.Module, x, before: Measurement | None, meta: bool, described
         raise SurgeryError("the rewritten model produced non-finite values on the example input (untrained "
                            "normalisation statistics?); check=False / --no-check skips this check")
     shown = ", ".join(f"{w or 'output'} {s}" for w, s, _ in after.outputs[:6])
+    moved = [f"{w or 'output'} {a} -> {b}" for (w, a, _), (_, b, _) in zip(before.outputs, after.outputs) if a != b]
+    notes = [f"output sizes changed only in their leading dimension, a data-dependent count (detections): "
+             f"{', '.join(moved[:3])}{', ...' if len(moved) > 3 else ''}"] if moved else []
     return after, {"input_shape": described, "output_shape": after.output_shape,
                    "output_shape_before": before.output_shape, "finite": True, "mode": "eval",
-                   "outputs": shown + (", ..." if len(after.outputs) > 6 else ""),
-                   "note": "leading dimensions may differ (data-dependent counts such as detections)"}
+                   "outputs": shown + (", ..." if len(after.outputs) > 6 else "")}, notes
 
 
 def _partial_note(pa: PartialAnalysis, changed: list[str]) -> str:
@@ -233,7 +236,7 @@ def run_partial(model: nn.Module, steps: Sequence, example_input=None, spec: Blo
     note = _partial_note(first, list(dict.fromkeys(changed)))
     if dry_run:
         return None, _dry_report(first, pa, reports, targets, sites_before, code_before, described, note), steps
-    after, forward_check = _check(root, pa.example_input, before, meta, described)
+    after, forward_check, notes = _check(root, pa.example_input, before, meta, described)
     root.train(model.training)
     code_after, records_after = _shown(pa)
     report = Report(
@@ -241,7 +244,7 @@ def run_partial(model: nn.Module, steps: Sequence, example_input=None, spec: Blo
         params_after=count_params(root), macs_before=before and before.macs, macs_after=after and after.macs,
         sites_before=sites_before, sites_after=_sites(pa), targets=targets,
         state_dict=state_dict_diff(state_before, root.state_dict(keep_vars=True)), forward_check=forward_check,
-        leaves=_leaves(first), warnings=[note, *(w for r in reports for w in r.warnings)],
+        leaves=_leaves(first), warnings=[note, *(w for r in reports for w in r.warnings), *notes],
         code_before=code_before, code_after=code_after, graph_before=records_before, graph_after=records_after,
         partial=first.summary(),
     )
