@@ -3,7 +3,9 @@
 Each model is built on ``torch.device("meta")`` (no weight memory), traced (untraceable parts become
 leaves), its blocks and sites are found, and EraseReLU at proportion 1.0 is planned (dry run: no
 forward pass). Outcomes: ``traced`` (fully), ``leaves`` (traced with untraceable parts as leaves),
-``no-blocks`` / ``failed`` with a one-line reason.
+``partial`` (the root cannot be traced, or every block sits inside untraceable leaves: traced in
+parts, with the traced and the Python parts and their reasons), ``no-blocks`` / ``failed`` with a
+one-line reason.
 
     python bench/coverage.py                       # everything, 2 worker processes
     python bench/coverage.py --filter 'resnet*' --limit 50
@@ -61,7 +63,7 @@ def sweep_one(task: tuple[str, str]) -> dict:
     import torch
 
     from relu_surgery.graph.analysis import analyze
-    from relu_surgery.errors import SurgeryError
+    from relu_surgery.errors import SurgeryError, TraceError
     from relu_surgery.surgery.erase import erase_step
 
     torch.set_num_threads(1)
@@ -73,7 +75,12 @@ def sweep_one(task: tuple[str, str]) -> dict:
     try:
         model, row["device"] = _build(source, name)
         row["build_s"] = round(time.perf_counter() - start, 3)
-        analysis = analyze(model, example_input=torch.zeros(1, device="meta"), require_blocks=False)
+        try:
+            analysis = analyze(model, example_input=torch.zeros(1, device=row["device"]), require_blocks=False)
+        except TraceError:  # the root cannot be traced: traced in parts
+            analysis = None
+        if (analysis is None or (not analysis.blocks and analysis.traced.leaves)) and _partial_row(model, row):
+            return _done(row, start)
         plan = erase_step(proportion=1.0).plan(analysis) if analysis.blocks else None
         blocks = analysis.blocks
         row.update(
@@ -98,7 +105,38 @@ def sweep_one(task: tuple[str, str]) -> dict:
         row.update(outcome="failed", reason=f"{type(exc).__name__}: {first}"[:300])
     finally:
         signal.alarm(0)
+    return _done(row, start)
+
+
+def _done(row: dict, start: float) -> dict:
     row["seconds"] = round(time.perf_counter() - start, 3)
+    return row
+
+
+def _partial_row(model, row: dict) -> dict | None:
+    """Trace ``model`` in parts and fill ``row`` (outcome ``partial``, or ``no-blocks`` with the parts as reason)."""
+    from relu_surgery.graph.part_analysis import analyze_parts
+    from relu_surgery.graph.parts import walk
+    from relu_surgery.surgery.erase import erase_step
+    from relu_surgery.surgery.partial import plan_parts
+
+    parted = analyze_parts(model)
+    if parted is None:
+        return None
+    blocks = parted.blocks
+    plan = plan_parts(parted, erase_step(proportion=1.0))[0] if blocks else None
+    python = {p.path or "(root)": p.reason for p in parted.python_parts}
+    row.update(
+        outcome="partial" if blocks else "no-blocks",
+        traced_parts={p.path or "(root)": len(p.blocks) for p in parted.parts},
+        python_parts=python, order=parted.order,
+        blocks=len(blocks), block_types=sorted(Counter(b.type for b in blocks)),
+        rules=sorted({b.rule.split(" ")[0] for b in blocks}), sites=sum(len(b.sites) for b in blocks),
+        last_sites=sum(len(b.last_sites) for b in blocks), planned_changes=len(plan.changes) if plan else 0,
+    )
+    if not blocks:
+        row["reason"] = f"traced in parts, no part holds blocks ({len(parted.parts)} traced; " \
+                        f"{len([p for p in walk(parted.tree) if not p.is_traced])} Python: {python.get('(root)', '')})"
     return row
 
 
@@ -121,14 +159,14 @@ def all_tasks(pattern: str | None, limit: int | None) -> list[tuple[str, str]]:
 
 def summarize(rows: list[dict], wall: float) -> dict:
     outcomes = Counter(r["outcome"] for r in rows)
-    with_plan = outcomes["traced"] + outcomes["leaves"]
+    with_plan = outcomes["traced"] + outcomes["leaves"] + outcomes["partial"]
     per_family: dict[str, Counter] = defaultdict(Counter)
     for r in rows:
         per_family[f"{r['source']}:{family(r['model'])}"][r["outcome"]] += 1
     return {
         "models": len(rows), "outcomes": dict(outcomes),
         "with_plan_pct": round(100 * with_plan / max(1, len(rows)), 2),
-        "with_plan_or_reason_pct": round(100 * sum(1 for r in rows if r["outcome"] in ("traced", "leaves")
+        "with_plan_or_reason_pct": round(100 * sum(1 for r in rows if r["outcome"] in ("traced", "leaves", "partial")
                                                    or r.get("reason")) / max(1, len(rows)), 2),
         "wall_seconds": round(wall, 1),
         "families": {k: dict(v) for k, v in sorted(per_family.items())},
@@ -143,7 +181,7 @@ def print_summary(summary: dict) -> None:
     for k, v in sorted(summary["outcomes"].items()):
         print(f"{k:<12}{v:>8}")
     print(f"with a plan: {summary['with_plan_pct']}%   with a plan or a reason: {summary['with_plan_or_reason_pct']}%")
-    bad = {f: c for f, c in summary["families"].items() if set(c) - {"traced", "leaves"}}
+    bad = {f: c for f, c in summary["families"].items() if set(c) - {"traced", "leaves", "partial"}}
     print("\nfamilies with models lacking a plan:")
     for fam, counts in bad.items():
         print(f"  {fam:<32} {dict(counts)}")

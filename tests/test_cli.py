@@ -143,8 +143,17 @@ def test_torchvision_detection_builders_do_not_download(capsys):
     assert len(json.loads(out)["blocks"]) == 16
 
 
-def test_untraceable_root_is_one_line(capsys):
-    code, out, err = run(capsys, "inspect", "tv:ssdlite320_mobilenet_v3_large")
+def test_untraceable_root_is_traced_in_parts(capsys):
+    code, out, err = run(capsys, "inspect", "tv:ssdlite320_mobilenet_v3_large", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert len(doc["blocks"]) == 14 and doc["blocks"][0]["name"] == "backbone.features.0.1"
+    assert {p["path"]: p["traced"] for p in doc["partial"]["parts"]}["backbone"] is True
+
+
+def test_untraceable_root_without_blocks_is_one_line(capsys):
+    code, out, err = run(capsys, "erase", "torchvision.models.detection.anchor_utils:AnchorGenerator")
     assert code == 2 and out == ""
-    assert err.startswith("error: cannot trace SSD: TraceError: Proxy object cannot be iterated.")
+    assert err.startswith("error: no blocks found in AnchorGenerator: it is traced in parts (TraceError: Proxy "
+                          "object cannot be iterated) and its traced parts (none) hold no blocks")
     assert err.count("\n") == 1

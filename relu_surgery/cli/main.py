@@ -65,7 +65,8 @@ def model_options(f):
     f = click.option("--trust-code", is_flag=True, expose_value=False,
                      callback=_remember_flag("relu_surgery.trust_code"),
                      help="Let a saved directory's recipe import and run the user code it names (module:callable).")(f)
-    f = click.option("--input-size", default=None, help="Example input size without batch, e.g. 3,32,32.")(f)
+    f = click.option("--input-size", default=None, help="Example input size without batch, e.g. 3,32,32 (a detection model gets an image of it, "
+                          "RAFT a pair).")(f)
     f = click.option("--pretrained", is_flag=True, help="Ask timm/torchvision for pretrained weights (needs network).")(f)
     f = click.option("--weights", type=click.Path(dir_okay=False), default=None,
                      help="Local checkpoint to load before the rewrite (.safetensors or weights-only torch file).")(f)
@@ -305,6 +306,32 @@ def erase(**opts):
     run_rewrite_command("erase", opts)
 
 
+def _inspected(net, x, spec):
+    """(blocks, sites per kind, leaves, parts) of ``net``; parts is {} unless it had to be traced in parts."""
+    from ..errors import TraceError  # noqa: PLC0415
+    from ..graph.analysis import count_sites  # noqa: PLC0415
+    from ..graph.blocks import discover_blocks  # noqa: PLC0415
+    from ..graph.part_analysis import analyze_parts  # noqa: PLC0415
+    from ..graph.tracing import annotate_shapes, trace  # noqa: PLC0415
+
+    try:
+        traced = trace(net)
+    except TraceError:  # the root cannot be traced: the parts that can
+        traced = None
+    if traced is not None:
+        if x is not None:
+            annotate_shapes(traced, x)
+        blocks = discover_blocks(traced, spec)
+        if blocks or not traced.leaves:
+            return blocks, count_sites(traced.graph_module), traced.leaves, {}
+    parted = analyze_parts(net, x, spec)
+    sites: dict[str, int] = {}
+    for part in parted.parts:
+        for kind, n in count_sites(part.traced.graph_module).items():
+            sites[kind] = sites.get(kind, 0) + n
+    return parted.blocks, sites, {}, parted.summary()
+
+
 @cli.command()
 @click.argument("model")
 @model_options
@@ -312,26 +339,24 @@ def erase(**opts):
 @click.option("--json", "as_json", is_flag=True, help="Print the blocks and sites as JSON.")
 def inspect(model, model_args, weights, pretrained, input_size, block_types, block_names, as_json):
     """List MODEL's blocks (index, name, type) and their activation sites (name, spelling, location)."""
-    from ..graph.analysis import count_sites  # noqa: PLC0415
-    from ..graph.blocks import BlockSpec, discover_blocks  # noqa: PLC0415
+    from ..graph.blocks import BlockSpec  # noqa: PLC0415
+    from ..report.parts import part_rows  # noqa: PLC0415
     from ..report.terminal import render_blocks  # noqa: PLC0415
-    from ..graph.tracing import annotate_shapes, trace  # noqa: PLC0415
 
     net = load_model(model, model_args, weights, pretrained)
-    traced = trace(net)
-    x = example_input(input_size)
-    if x is not None:
-        annotate_shapes(traced, x)
-    blocks = discover_blocks(traced, BlockSpec(tuple(block_types), tuple(block_names)))
+    blocks, sites, leaves, parts = _inspected(net, example_input(input_size),
+                                              BlockSpec(tuple(block_types), tuple(block_names)))
     if as_json:
         click.echo(json.dumps({
-            "model": model, "blocks": [b.to_dict() for b in blocks],
-            "sites": count_sites(traced.graph_module), "leaves": traced.leaves,
+            "model": model, "blocks": [b.to_dict() for b in blocks], "sites": sites, "leaves": leaves,
+            **({"partial": parts} if parts else {}),
         }, indent=2))
         return
     render_blocks(_console(), blocks, model)
-    if traced.leaves:
-        click.echo("leaves (not traced): " + ", ".join(traced.leaves))
+    if leaves:
+        click.echo("leaves (not traced): " + ", ".join(leaves))
+    for label, value in part_rows(parts):
+        click.echo(f"{label.lower()}: {value}")
     if not blocks:
         click.echo("no blocks found: name them with --block-type CLASS or --block-name GLOB", err=True)
 

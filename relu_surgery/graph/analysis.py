@@ -20,10 +20,11 @@ import torch.nn as nn
 from .activations import activation_of
 from .blocks import BlockSpec, discover_blocks
 from .copying import private_copy
-from ..errors import NoBlocksError
+from ..errors import NoBlocksError, TraceError
 from .example_inputs import example_input_for
 from .intake import match_input, unwrap_model
 from .provenance import provenance_of
+from .part_analysis import analyze_parts
 from .records import Block
 from .tracing import TracedModel, annotate_shapes, trace
 
@@ -108,7 +109,9 @@ def find_blocks(model: nn.Module, example_input=None, *, block_types=(), block_n
 
     ``block_types`` (classes or class-name globs), ``block_names`` (module-name globs) or
     ``predicate(name, module)`` replace the default discovery. Returns ``[]`` when none is found.
-    With ``example_input``, each site also records its channel count (``site.channels``).
+    With ``example_input``, each site also records its channel count (``site.channels``). A model
+    whose root cannot be traced is traced in parts (:mod:`relu_surgery.graph.part_analysis`): its
+    blocks come from all of them, in execution order on ``example_input``.
 
     Example:
         >>> class Net(nn.Module):
@@ -121,7 +124,15 @@ def find_blocks(model: nn.Module, example_input=None, *, block_types=(), block_n
         [('a', ['torch.relu'])]
     """
     spec = BlockSpec(tuple(block_types), tuple(block_names), predicate)
-    traced = trace(private_copy(unwrap_model(model)[0]))
+    model = unwrap_model(model)[0]
+    try:
+        traced = trace(private_copy(model))
+    except TraceError:  # the root cannot be traced: the blocks of the parts that can
+        return analyze_parts(model, example_input, spec).blocks
     if example_input is not None:
         annotate_shapes(traced, example_input)
-    return discover_blocks(traced, spec)
+    blocks = discover_blocks(traced, spec)
+    if not blocks and traced.leaves:  # every block may sit inside an untraceable leaf
+        parted = analyze_parts(model, example_input, spec)
+        blocks = parted.blocks if parted is not None else blocks
+    return blocks

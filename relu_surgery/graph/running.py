@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
-__all__ = ["eval_mode", "first_tensor"]
+__all__ = ["eval_mode", "first_tensor", "output_leaves"]
 
 
 @contextmanager
@@ -58,3 +58,21 @@ def first_tensor(output):
             if found is not None:
                 return found
     return None
+
+
+def output_leaves(output, path: str = "") -> list[tuple[str, torch.Tensor]]:
+    """Every tensor of a model output with where it sits (``[0]['boxes']``), in order.
+
+    Example:
+        >>> [(p, tuple(t.shape)) for p, t in output_leaves([{"boxes": torch.zeros(3, 4)}, torch.ones(2)])]
+        [("[0]['boxes']", (3, 4)), ('[1]', (2,))]
+    """
+    if isinstance(output, torch.Tensor):
+        return [(path, output)]
+    if isinstance(output, dict):
+        items = [(f"{path}[{k!r}]", v) for k, v in output.items()]
+    elif isinstance(output, (tuple, list)):
+        items = [(f"{path}[{i}]", v) for i, v in enumerate(output)]
+    else:
+        return []
+    return [leaf for p, v in items for leaf in output_leaves(v, p)]

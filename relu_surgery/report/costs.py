@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .._compat import tensor_version
 from ..errors import SurgeryError
-from ..graph.running import eval_mode, first_tensor
+from ..graph.running import eval_mode, first_tensor, output_leaves
 
 __all__ = ["count_params", "Measurement", "measure", "snapshot_state", "state_dict_diff"]
 
@@ -36,14 +36,19 @@ def count_params(model: nn.Module) -> int:
 class Measurement:
     """One eval-mode forward pass: MACs, output shape, whether every output value is finite.
 
+    ``output_shape`` and ``finite`` are those of the first output tensor; ``outputs`` lists every
+    output tensor as (where, shape, finite).
+
     Example:
-        >>> measure(nn.Linear(3, 2), torch.zeros(1, 3))
-        Measurement(macs=6, output_shape=(1, 2), finite=True)
+        >>> m = measure(nn.Linear(3, 2), torch.zeros(1, 3))
+        >>> m.macs, m.output_shape, m.finite, m.outputs
+        (6, (1, 2), True, (('output', (1, 2), True),))
     """
 
     macs: int
     output_shape: tuple[int, ...]
     finite: bool
+    outputs: tuple[tuple[str, tuple[int, ...], bool], ...] = ()
 
 
 def measure(model: nn.Module, example_input) -> Measurement:
@@ -56,14 +61,17 @@ def measure(model: nn.Module, example_input) -> Measurement:
     args = example_input if isinstance(example_input, tuple) else (example_input,)
     try:
         with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
-            out = first_tensor(model(*args))
+            full = model(*args)
+            out = first_tensor(full)
     except Exception as exc:  # any failure of the user's model is reported as one line
         shapes = ", ".join(str(tuple(a.shape)) for a in args if isinstance(a, torch.Tensor))
         raise SurgeryError(f"forward pass on an input of shape {shapes} failed: {type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
     if out is None:
         raise SurgeryError("the model returned no tensor")
-    return Measurement(counter.get_total_flops() // 2, tuple(out.shape), bool(torch.isfinite(out).all()))
+    leaves = tuple((p, tuple(t.shape), not t.is_floating_point() or bool(torch.isfinite(t).all()))
+                   for p, t in output_leaves(full))
+    return Measurement(counter.get_total_flops() // 2, tuple(out.shape), bool(torch.isfinite(out).all()), leaves)
 
 
 def snapshot_state(model: nn.Module) -> dict:

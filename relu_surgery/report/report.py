@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..graph.records import Block
+from .parts import part_rows
 from .records import SiteChange
 from .tables import report_html
 
@@ -115,6 +116,8 @@ class Report:
     dry_run: bool = False
     graph_before: list[dict] = field(default_factory=list, repr=False)
     graph_after: list[dict] = field(default_factory=list, repr=False)
+    # A model traced in parts (its root could not be traced): the parts, the block order, the input.
+    partial: dict = field(default_factory=dict)
 
     # ----------------------------------------------------------------- derived views
     @property
@@ -176,6 +179,7 @@ class Report:
             "norms": {"added": list(self.norms_added),
                       "moved": [m for s in self.steps for m in s.to_dict()["norms_moved"]],
                       "removed": [n for s in self.steps for n in s.norms_removed]},
+            **({"partial": self.partial} if self.partial else {}),
         }
 
     def to_json(self) -> str:
@@ -225,7 +229,7 @@ class Report:
         ]
         if self.leaves:
             rows.append(("Leaves (untraceable)", ", ".join(self.leaves)))
-        return rows
+        return rows + part_rows(self.partial)
 
     def __str__(self) -> str:
         chosen = set(self.selected)

@@ -22,13 +22,14 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from ..errors import InternalError, SurgeryError
+from ..errors import InternalError, NoBlocksError, SurgeryError, TraceError
 from ..graph.analysis import Analysis, analyze, count_sites
 from ..graph.blocks import BlockSpec, discover_blocks
 from ..graph.copying import paused_gc
 from ..graph.example_inputs import example_input_for
 from ..graph.intake import non_finite_tensors, on_meta, unwrap_model
 from ..graph.provenance import Provenance, provenance_of, set_provenance
+from .partial import run_partial
 from ..graph.tracing import graph_code, graph_records
 from ..report.costs import Measurement, count_params, measure, snapshot_state, state_dict_diff
 from ..report.report import Report, StepReport
@@ -132,7 +133,13 @@ def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spe
 def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn.Module | None, Report]:
     if example_input is None and provenance_of(model).input_size:  # the size a rewritten model was checked on
         example_input = example_input_for(model)
-    analysis = analyze(model, example_input, spec, require_blocks=any(s.needs_blocks for s in steps))
+    try:
+        analysis = analyze(model, example_input, spec, require_blocks=any(s.needs_blocks for s in steps))
+    except (TraceError, NoBlocksError) as exc:  # the root cannot be traced: rewrite inside the parts that can
+        new_model, report, steps = run_partial(model, steps, example_input, spec, dry_run, prelude, check, exc)
+        if new_model is not None:
+            record_recipe(model, new_model, steps, {})
+        return new_model, report
     gm = analysis.graph_module
     if prelude is not None:
         steps = [*prelude(analysis), *steps]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import fnmatch
 import math
 import random as _random
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Sequence
@@ -24,7 +26,7 @@ from ..errors import SelectionError
 from ..graph.records import Block
 
 __all__ = ["uniform_indices", "Selection", "select_blocks", "parse_block_list", "check_proportion", "selection_settings",
-           "with_discovery"]
+           "with_discovery", "preset_selection"]
 
 
 def check_proportion(p: float) -> Fraction:
@@ -175,6 +177,28 @@ def _ranges(indices: Sequence[int]) -> str:
     return ", ".join(map(str, indices[:4])) + ", ..., " + ", ".join(map(str, indices[-2:]))
 
 
+_PRESET: ContextVar[Selection | None] = ContextVar("relu_surgery_preset_selection", default=None)
+
+
+@contextmanager
+def preset_selection(selection: Selection | None):
+    """Within the block, :func:`select_blocks` returns ``selection`` (restricted to the blocks it is
+    given) instead of choosing: a model traced in parts selects over all its blocks once, then each
+    part plans its share.
+
+    Example:
+        >>> from relu_surgery.graph.records import Block
+        >>> with preset_selection(Selection((2, 5), "chosen across parts")):
+        ...     select_blocks([Block(i, f"b{i}", "T", None, ()) for i in (1, 2, 3)], 0.25).indices
+        (2,)
+    """
+    token = _PRESET.set(selection)
+    try:
+        yield
+    finally:
+        _PRESET.reset(token)
+
+
 def select_blocks(blocks: Sequence[Block], proportion: float = 1.0, blocks_spec=None, stage=None,
                   random: bool = False, seed: int = 0) -> Selection:
     """Choose blocks: filter by ``stage`` and ``blocks_spec``, then take ``proportion`` of the rest.
@@ -187,6 +211,10 @@ def select_blocks(blocks: Sequence[Block], proportion: float = 1.0, blocks_spec=
         >>> select_blocks(bs, 0.5).indices
         (1, 3, 5)
     """
+    preset = _PRESET.get()
+    if preset is not None:
+        present = {b.index for b in blocks}
+        return Selection(tuple(i for i in preset.indices if i in present), preset.reason)
     frac = check_proportion(proportion)
     pool = list(blocks)
     if not pool:
