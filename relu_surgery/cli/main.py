@@ -92,16 +92,30 @@ def _remember_no_check(ctx, _param, value):
     return value
 
 
-def forward_check() -> bool:
-    """False when the running command was given --no-check (skip the forward passes)."""
+def _remember_check(ctx, _param, value):
+    """Keep --check MODE in the context (read by :func:`forward_check`)."""
+    if value:
+        ctx.meta["relu_surgery.check"] = value
+    return value
+
+
+def forward_check():
+    """False for --no-check (nothing runs), "full" for --check full (real passes), else True (shapes only)."""
     ctx = click.get_current_context(silent=True)
-    return not (ctx is not None and ctx.meta.get("relu_surgery.no_check"))
+    if ctx is not None and ctx.meta.get("relu_surgery.no_check"):
+        return False
+    mode = ctx.meta.get("relu_surgery.check") if ctx is not None else None
+    return "full" if mode == "full" else True
 
 
 def output_options(f):
     """--dry-run, --no-check, --json, --markdown, --code-diff, --out, --force, --graph."""
     f = click.option("--no-check", is_flag=True, expose_value=False, callback=_remember_no_check,
-                     help="Skip the two forward passes that count MACs and check the rewritten model's output.")(f)
+                     help="Skip the check passes (no MACs, no ReLU counts, no output check).")(f)
+    f = click.option("--check", type=click.Choice(["shapes", "full"]), default=None, expose_value=False,
+                     callback=_remember_check,
+                     help="shapes (default): output shape, MACs and ReLU counts without computing values; "
+                          "full: real eval-mode passes, also checking the output is finite.")(f)
     f = click.option("--graph", type=click.Path(dir_okay=False), default=None, expose_value=False,
                      callback=_remember_graph,
                      help="Draw the changed blocks before/after (changed nodes highlighted) to FILE (.svg, .png or .html).")(f)
@@ -190,6 +204,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "convert": "relu_surgery.cli.convert:convert",
     "probe": "relu_surgery.cli.probe:probe",
     "train": "relu_surgery.train.command:train_command",
+    "linearize": "relu_surgery.cli.linearize:linearize",
 }
 
 
@@ -228,10 +243,12 @@ def erase(model, model_args, weights, pretrained, input_size, block_types, block
 @discovery_options
 @click.option("--json", "as_json", is_flag=True, help="Print the blocks and sites as JSON.")
 def inspect(model, model_args, weights, pretrained, input_size, block_types, block_names, as_json):
-    """List MODEL's blocks (index, name, type) and their activation sites (name, spelling, location)."""
+    """List MODEL's blocks (index, name, type), their activation sites and the ReLUs per sample of each."""
     from ..graph.analysis import count_sites  # noqa: PLC0415
     from ..graph.blocks import BlockSpec, discover_blocks  # noqa: PLC0415
-    from ..report.terminal import render_blocks  # noqa: PLC0415
+    from ..graph.example_inputs import example_input_for  # noqa: PLC0415
+    from ..graph.relu_count import count_relus, shape_pass  # noqa: PLC0415
+    from ..report.terminal import render_blocks, render_relu_count  # noqa: PLC0415
     from ..graph.tracing import annotate_shapes, trace  # noqa: PLC0415
 
     net = load_model(model, model_args, weights, pretrained)
@@ -240,13 +257,16 @@ def inspect(model, model_args, weights, pretrained, input_size, block_types, blo
     if x is not None:
         annotate_shapes(traced, x)
     blocks = discover_blocks(traced, BlockSpec(tuple(block_types), tuple(block_names)))
+    x = example_input_for(net) if x is None else x
+    relus = count_relus(traced.graph_module, shape_pass(traced.graph_module, x), blocks, tuple(x.shape))
     if as_json:
         click.echo(json.dumps({
             "model": model, "blocks": [b.to_dict() for b in blocks],
-            "sites": count_sites(traced.graph_module), "leaves": traced.leaves,
+            "sites": count_sites(traced.graph_module), "leaves": traced.leaves, "relu_count": relus.to_dict(),
         }, indent=2))
         return
     render_blocks(_console(), blocks, model)
+    render_relu_count(_console(), relus)
     if traced.leaves:
         click.echo("leaves (not traced): " + ", ".join(traced.leaves))
     if not blocks:

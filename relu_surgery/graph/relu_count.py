@@ -39,7 +39,8 @@ RELU_FAMILY_KINDS = frozenset({"relu", "relu6", "leaky_relu", "prelu", "rrelu", 
 class SiteRelus:
     """One ReLU-family site: its name, kind, per-sample output shape and the ReLUs it evaluates.
 
-    ``block`` / ``block_name`` / ``stage`` say where it sits (None outside every block).
+    ``block`` / ``block_name`` say where it sits (None outside every block); ``stage`` is the
+    block's stage, ``stem`` for a site before the first block and ``head`` after the last one.
     """
 
     site: str
@@ -82,10 +83,10 @@ class ReluCount:
         return out
 
     def per_stage(self) -> dict[str, int]:
-        """ReLUs per stage (``"(outside blocks)"`` for sites in no block), in execution order."""
+        """ReLUs per stage (``stem`` / ``head`` outside the blocks), in execution order."""
         out: dict[str, int] = {}
         for s in self.sites:
-            key = s.stage or ("(outside blocks)" if s.block is None else "(no stage)")
+            key = s.stage or "(no stage)"
             out[key] = out.get(key, 0) + s.relus
         return out
 
@@ -110,7 +111,8 @@ def _block_of(node: fx.Node, name: str, by_site: dict, by_name: dict) -> Block |
 
 def _site_relus(node: fx.Node, gm: fx.GraphModule, per_sample: tuple[int, ...]) -> int:
     if node.op == "call_module":
-        counter = getattr(submodule(gm, str(node.target)), "rs_relu_count", None)
+        module = submodule(gm, str(node.target))
+        counter = getattr(module, "rs_relu_count", None) or getattr(getattr(module, "act", None), "rs_relu_count", None)
         if callable(counter):
             return int(counter(per_sample))
     return math.prod(per_sample)
@@ -141,8 +143,9 @@ def count_relus(gm: fx.GraphModule, shapes: ShapePass, blocks=(), input_shape=(1
         per_sample = tuple(shape[1:]) if batch and shape and shape[0] == batch else tuple(shape)
         name = node.meta.get("rs_name", node.name)
         block = _block_of(node, name, by_site, by_name)
+        stage = (block.stage or block.name) if block else ("head" if any(s.block for s in sites) else "stem")
         sites.append(SiteRelus(name, ref.kind, node.name, per_sample, _site_relus(node, gm, per_sample),
-                               block and block.index, block and block.name, block and block.stage))
+                               block and block.index, block and block.name, stage))
     return ReluCount(tuple(sites), tuple(input_shape))
 
 

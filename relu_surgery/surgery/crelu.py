@@ -279,7 +279,7 @@ def crelu_step(proportion: float = 1.0, location="inner", blocks=None, activatio
     return Step(
         "crelu", settings,
         lambda a: _plan(a, proportion, location, blocks, stage, random, seed, kinds, settings),
-        lambda gm, plan: _apply(gm, plan, init), tuple(sorted(kinds | {"crelu"})),
+        lambda gm, plan: _apply(gm, plan, init), tuple(sorted(kinds | {"crelu"})), preserves=init == "preserve",
     )
 
 

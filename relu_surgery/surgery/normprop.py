@@ -269,7 +269,8 @@ def normprop_step(variant: str = "normprop2", bias: bool = True, init: str = "bn
         raise SelectionError(f"init must be one of {', '.join(INITS)}, got {init!r}")
     settings = {"variant": variant, "bias": bool(bias), "init": init}
     return Step("normprop", settings, lambda a: _plan(a, variant, bool(bias), init, settings),
-                lambda gm, plan: _apply(gm, plan, variant, bool(bias), init), ("relu", "crelu"))
+                lambda gm, plan: _apply(gm, plan, variant, bool(bias), init), ("relu", "crelu"),
+                preserves=variant == "normprop2" and init == "bn" and bool(bias))
 
 
 def normprop(model: nn.Module, variant: str = "normprop2", bias: bool = True, *, init: str = "bn",

@@ -23,8 +23,9 @@ import torch.nn as nn
 from ..graph.analysis import Analysis, analyze, count_sites
 from ..graph.blocks import BlockSpec, discover_blocks
 from ..graph.copying import paused_gc
-from ..report.costs import Measurement, count_params, measure, snapshot_state, state_dict_diff
-from ..errors import SurgeryError
+from ..report.costs import count_params, snapshot_state, state_dict_diff
+from ..report.relu_counts import ReluTally
+from .checking import compare, probe, resolve_check
 from .plan import Plan
 from ..report.report import Report, StepReport
 from ..graph.tracing import graph_code, graph_records
@@ -41,6 +42,7 @@ class Step:
     plan: Callable[[Analysis], Plan]
     apply: Callable[[fx.GraphModule, Plan], StepReport]
     targets: tuple[str, ...] = ("relu",)
+    preserves: bool = False  # promises the same function: the default check then runs real passes
 
 
 def remove_node(gm: fx.GraphModule, node: fx.Node) -> None:
@@ -64,14 +66,16 @@ def record_recipe(model: nn.Module, new_model: nn.Module, steps: Sequence[Step])
 
 def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spec: BlockSpec | None = None,
                 dry_run: bool = False, prelude: Callable[[Analysis], Sequence[Step]] | None = None,
-                check: bool = True) -> tuple[nn.Module | None, Report]:
+                check: bool | str = True) -> tuple[nn.Module | None, Report]:
     """Apply ``steps`` in order to a copy of ``model``; return ``(new_model, report)``.
 
     ``prelude(analysis)`` may return steps to run first (EraseReLU converts pre-activation nets to
     after-activation). With ``dry_run`` every step is planned (a step followed by another is applied
     to the private copy so the next can be planned), the report shows the plans and ``new_model``
-    is None. ``check=False`` skips the two eval-mode forward passes (before and after) that count
-    MACs and check the output's shape and finiteness; the report then says they were not run.
+    is None. ``check`` (see :mod:`relu_surgery.surgery.checking`): ``True`` / ``"shapes"`` propagates
+    shapes before and after without computing values (output shape, MACs, ReLU counts), ``"full"``
+    runs real eval-mode passes (also finiteness; the default for steps that preserve the function),
+    ``False`` runs nothing and the report says so.
     """
     with paused_gc():  # tens of thousands of short-lived graph objects: no collection mid-way
         return _run(model, steps, example_input, spec, dry_run, prelude, check)
@@ -84,7 +88,8 @@ def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn
         steps = [*prelude(analysis), *steps]
     targets = tuple(dict.fromkeys(k for s in steps for k in s.targets))
     code_before, sites_before, records_before = graph_code(gm), count_sites(gm), graph_records(gm)
-    before = measure(gm, analysis.example_input) if check and not dry_run else None
+    mode = resolve_check(check, any(s.preserves for s in steps))
+    before = probe(gm, analysis.example_input, analysis.blocks, "shapes" if dry_run else mode) if mode else None
     state_before, params_before = snapshot_state(gm), count_params(gm)
     blocks = tuple(analysis.blocks)
     reports: list[StepReport] = []
@@ -98,19 +103,21 @@ def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn
             if i + 1 < len(steps):
                 step.apply(gm, plan)  # the private copy only: the next step plans on its result
                 continue
-            return None, _dry_report(analysis, blocks, reports, targets, sites_before, code_before)
+            return None, _dry_report(analysis, blocks, reports, targets, sites_before, code_before, before)
         reports.append(step.apply(gm, plan))
     gm.graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()
-    after, forward_check, notes = _check_forward(gm, analysis.example_input, before)
+    after = probe(gm, analysis.example_input, blocks, mode) if mode else None
+    forward_check, notes = (compare(before, after, gm, analysis.example_input) if mode else
+                            ({"input_shape": tuple(analysis.example_input.shape), "skipped": "check=False"}, []))
     gm.rs_leaves = dict(analysis.traced.leaves)
     record_recipe(model, gm, steps)
     gm.train(model.training)
     report = Report(
         model=analysis.label, blocks=blocks, steps=reports,
         params_before=params_before, params_after=count_params(gm),
-        macs_before=before and before.macs, macs_after=after and after.macs,
+        macs_before=before and before.shapes.macs, macs_after=after and after.shapes.macs,
         sites_before=sites_before, sites_after=count_sites(gm), targets=targets,
         state_dict=state_dict_diff(state_before, gm.state_dict(keep_vars=True)),
         forward_check=forward_check,
@@ -118,44 +125,9 @@ def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn
         warnings=[w for r in reports for w in r.warnings] + analysis.traced.warnings + notes,
         code_before=code_before, code_after=graph_code(gm),
         graph_before=records_before, graph_after=graph_records(gm),
+        relu_count=ReluTally(before.relus, after.relus) if mode else None,
     )
     return gm, report
-
-
-def _check_forward(gm: fx.GraphModule, example_input, before: Measurement | None):
-    """Measure the rewritten model and check it against ``before``: (after, forward_check, notes)."""
-    shape = tuple(example_input.shape)
-    if before is None:
-        return None, {"input_shape": shape, "skipped": "check=False"}, []
-    after = measure(gm, example_input)
-    if after.output_shape != before.output_shape:
-        raise SurgeryError(f"the rewritten model's output changed shape {before.output_shape} -> {after.output_shape}")
-    mode, notes = "eval", []
-    if not after.finite:
-        if not _finite_in_train_mode(gm, example_input):
-            raise SurgeryError("the rewritten model produced non-finite values in eval and train mode")
-        mode = "train"
-        notes.append("the rewritten model's eval-mode output overflows on the example input with its current "
-                     "normalisation statistics (untrained running statistics?); in train mode (batch statistics) "
-                     "it is finite")
-    return after, {"input_shape": shape, "output_shape": after.output_shape,
-                   "output_shape_before": before.output_shape, "finite": True, "mode": mode}, notes
-
-
-def _finite_in_train_mode(gm: fx.GraphModule, example_input) -> bool:
-    """Whether a copy of ``gm`` gives finite outputs in train mode (batch statistics; batch of 2)."""
-    import torch  # noqa: PLC0415
-
-    from ..graph.copying import private_copy  # noqa: PLC0415
-    from ..graph.running import first_tensor  # noqa: PLC0415
-
-    x = example_input
-    gen = torch.Generator().manual_seed(1)
-    batch = torch.cat([x, x + 0.1 * torch.randn(x.shape, generator=gen).to(x.device)]) if x.shape[0] == 1 else x
-    probe = private_copy(gm).train()
-    with torch.no_grad():
-        out = first_tensor(probe(batch))
-    return out is not None and bool(torch.isfinite(out).all())
 
 
 def _planned(step: Step, plan: Plan) -> StepReport:
@@ -165,7 +137,7 @@ def _planned(step: Step, plan: Plan) -> StepReport:
                       norms_moved=getattr(plan, "norms_moved", ()), norms_removed=getattr(plan, "norms_removed", ()))
 
 
-def _dry_report(analysis: Analysis, blocks, reports, targets, sites_before, code_before) -> Report:
+def _dry_report(analysis: Analysis, blocks, reports, targets, sites_before, code_before, before) -> Report:
     predicted = dict(sites_before)
     for change in (c for r in reports for c in r.changes):
         if change.kind in predicted:
@@ -180,5 +152,6 @@ def _dry_report(analysis: Analysis, blocks, reports, targets, sites_before, code
         forward_check={"input_shape": tuple(analysis.example_input.shape), "skipped": "dry run"},
         leaves=dict(analysis.traced.leaves), warnings=[w for r in reports for w in r.warnings],
         code_before=code_before, code_after=code_before, dry_run=True,
+        relu_count=ReluTally(before.relus) if before is not None else None,
     )
 

@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 
 from ..graph.blocks import BlockSpec
@@ -15,15 +16,17 @@ from .pipeline import run_rewrite
 from .convert.api import convert, convert_step
 from .crelu import crelu, crelu_step
 from .erase import erase, erase_step
+from .linearize.api import linearize_sites, linearize_step
 from .normprop import normprop, normprop_step
 from .swap import swap, swap_step
 
 __all__ = ["REWRITES", "STEP_BUILDERS", "register_step", "replay"]
 
-REWRITES = {"erase": erase, "convert": convert, "crelu": crelu, "normprop": normprop, "swap": swap}
+REWRITES = {"erase": erase, "convert": convert, "crelu": crelu, "normprop": normprop, "swap": swap,
+            "linearize": linearize_sites}
 
 STEP_BUILDERS = {"erase": erase_step, "convert": convert_step, "crelu": crelu_step, "normprop": normprop_step,
-                 "swap": swap_step}
+                 "swap": swap_step, "linearize": linearize_step}
 
 
 def register_step(name: str, builder) -> None:
@@ -39,6 +42,8 @@ def replay(model: nn.Module, rewrites: list[dict]) -> nn.Module:
         discovery = settings.pop("discovery", None) or {}
         if name not in STEP_BUILDERS:
             raise SurgeryError(f"unknown rewrite {name!r} in recipe (known: {', '.join(sorted(STEP_BUILDERS))})")
+        size = settings.pop("input_size", None)  # recorded where shapes decide the structure (masks)
+        example = torch.zeros(1, *size) if size else None
         spec = BlockSpec(tuple(discovery.get("block_types", ())), tuple(discovery.get("block_names", ())))
-        model, _ = run_rewrite(model, [STEP_BUILDERS[name](**settings)], spec=spec)
+        model, _ = run_rewrite(model, [STEP_BUILDERS[name](**settings)], example, spec=spec)
     return model
