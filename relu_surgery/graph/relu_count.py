@@ -76,18 +76,16 @@ class ReluCount:
 
     def per_block(self) -> dict[str, int]:
         """ReLUs per block name (``"(outside blocks)"`` for the rest), in execution order."""
-        out: dict[str, int] = {}
-        for s in self.sites:
-            key = s.block_name or "(outside blocks)"
-            out[key] = out.get(key, 0) + s.relus
-        return out
+        return self._sum_by(lambda s: s.block_name or "(outside blocks)")
 
     def per_stage(self) -> dict[str, int]:
         """ReLUs per stage (``stem`` / ``head`` outside the blocks), in execution order."""
+        return self._sum_by(lambda s: s.stage or "(no stage)")
+
+    def _sum_by(self, key) -> dict[str, int]:
         out: dict[str, int] = {}
         for s in self.sites:
-            key = s.stage or "(no stage)"
-            out[key] = out.get(key, 0) + s.relus
+            out[key(s)] = out.get(key(s), 0) + s.relus
         return out
 
     def to_dict(self) -> dict:

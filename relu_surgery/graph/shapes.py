@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.fx as fx
 import torch.nn as nn
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_leaves, tree_map
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from .activations import activation_of, submodule
@@ -322,16 +322,7 @@ def _attr(gm: fx.GraphModule, target: str):
 
 
 def _first_spec(value):
-    if isinstance(value, _Spec):
-        return value
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, (tuple, list)):
-        for item in value:
-            found = _first_spec(item)
-            if found is not None:
-                return found
-    return None
+    return next((v for v in tree_leaves(value) if isinstance(v, _Spec)), None)
 
 
 class _Recorder(fx.Interpreter):

@@ -50,7 +50,7 @@ from ..surgery.linearize.snl import MaskPenalty, alive_relus, threshold_masks
 from ..surgery.pipeline import run_rewrite
 from .config import RUNTIME_FIELDS, TrainConfig
 
-__all__ = ["linearize", "train_or_reuse", "data_example_input"]
+__all__ = ["linearize", "stage_order", "train_or_reuse", "data_example_input"]
 
 
 def data_example_input(config: TrainConfig) -> torch.Tensor:
@@ -120,8 +120,24 @@ def _stage_sites(model: nn.Module, x, kinds) -> dict[str, list[str]]:
     return {g: [s.site for s in sites] for g, sites in site_groups(targets).items()}
 
 
-def _criticality(model, x, data: TrainConfig, epochs: int, work: Path, kinds, reporter) -> tuple[list[str], str]:
-    """Stage order, least critical first: accuracy of a copy keeping only that stage's ReLUs."""
+def stage_order(model: nn.Module, data: TrainConfig, work, *, epochs: int = 1, example_input=None,
+                activations=("relu",), reporter=None) -> tuple[list[str], str]:
+    """DeepReDuce's ReLU criticality: stages ordered least critical first, and how that was measured.
+
+    For each stage a copy of ``model`` keeping only that stage's ReLUs (every other target site
+    linearized) is trained ``epochs`` on ``data`` into ``work/criticality/<stage>`` (reused when
+    finished); its test accuracy is the stage's criticality. Returns ``(order, description)``.
+
+    Example:
+        >>> order, how = stage_order(model, data, "runs/crit", epochs=1)   # doctest: +SKIP
+        >>> order                                                          # doctest: +SKIP
+        ['layer1', 'stem', 'layer2', 'layer3']
+    """
+    from ..graph.activations import normalize_kinds  # noqa: PLC0415
+
+    kinds = normalize_kinds(activations)
+    x = example_input if example_input is not None else data_example_input(data)
+    work = Path(work)
     groups = _stage_sites(model, x, kinds)
     scores = {}
     for name, keep in groups.items():
@@ -177,13 +193,14 @@ def _snl(model, budget, x, data, work, opts, reporter) -> tuple[nn.Module, Repor
 def linearize(model: nn.Module, budget, method: str = "uniform", *, data: TrainConfig | None = None, out=None,
               order=None, granularity: str = "channel", mask_epochs: int | None = None, criticality_epochs: int = 1,
               l1: float = 1e-4, l1_growth: float = 2.0, check_every: int = 0, activations=("relu",),
-              example_input=None, reporter=None) -> tuple[nn.Module, Report]:
+              example_input=None, reporter=None, order_source: str = "given") -> tuple[nn.Module, Report]:
     """Linearize ``model`` to ``budget`` ReLUs with ``method``; returns ``(new_model, report)``.
 
     ``data`` (a :class:`TrainConfig`: dataset, schedule, ``epochs`` of fine-tuning) is required by
     ``snl`` and by ``stage`` without ``order``; ``out`` keeps the training phases (default: a
     temporary directory). See the module docstring for the methods; the report's
-    ``relu_count`` lists the ReLUs kept per site.
+    ``relu_count`` lists the ReLUs kept per site. ``order_source`` says in the report where a given
+    ``order`` came from (e.g. the description :func:`stage_order` returns).
 
     Example:
         >>> import relu_surgery as rs
@@ -208,9 +225,10 @@ def linearize(model: nn.Module, budget, method: str = "uniform", *, data: TrainC
                     "check_every": check_every, "activations": kinds}
             new, report = _snl(model, budget, x, data, work, opts, reporter)
         else:
-            how = "given"
+            how = order_source
             if method == "stage" and not order:
-                order, how = _criticality(model, x, data, criticality_epochs, work, kinds, reporter)
+                order, how = stage_order(model, data, work, epochs=criticality_epochs, example_input=x,
+                                         activations=kinds, reporter=reporter)
             step = linearize_step(method, budget, order=order, order_source=how, activations=kinds)
             new, report = run_rewrite(model, [step], x)
         train_or_reuse(new, data, work / "finetune", reporter=reporter)
