@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -160,14 +161,16 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="cpu")
-    parser.add_argument("--budgets", default="0.5,0.2,0.05")
+    parser.add_argument("--budgets", default="0.05,0.2,0.5", help="Fractions, run in this order.")
     parser.add_argument("--seeds", default=None, help="Comma-separated seeds (default: the size's).")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS / "linearize.json")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: steadiest on a shared CPU).")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     size = SIZES[args.size]
     device = resolve_device(args.device)
     data_dir = find_data_dir(args.data_dir, "fashion-mnist")
@@ -190,21 +193,27 @@ def main(argv=None) -> int:
                 runs.append(run_method(model, method, fraction, post, size, order, how, work, seed))
                 print(f"[s{seed} {method} {fraction:g}] {runs[-1]['relus']:,} ReLUs, test acc "
                       f"{runs[-1]['test_acc']:.2f}%", flush=True)
+                write(args, info, size, len(seeds), start, runs, bases, orders, partial=True)
+    print(write(args, info, size, len(seeds), start, runs, bases, orders, partial=False))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    return 0
+
+
+def write(args, info, size, n_seeds, start, runs, bases, orders, partial: bool) -> str:
+    """Write the results (after every run, marked ``partial`` until the last) and the plot; the table."""
     rows = summarize(runs, bases)
     title = (f"{MODEL} (1 ch) on Fashion-MNIST, {size['train_limit'] or 60000} train images, base {size['base']} "
-             f"+ {size['post']} epochs, {len(seeds)} seed(s)")
+             f"+ {size['post']} epochs, {n_seeds} seed(s)" + (" (partial)" if partial else ""))
     text = table(rows)
-    print(text)
-    info["loadavg_end"] = list(__import__("os").getloadavg())
     doc = {"meta": {**info, "command": command_line(), "size": args.size, "settings": size, "model": MODEL,
-                    "seconds": round(time.perf_counter() - start, 1), "title": title},
+                    "seconds": round(time.perf_counter() - start, 1), "title": title, "partial": partial,
+                    "loadavg_now": list(os.getloadavg()), "threads": torch.get_num_threads()},
            "rows": rows, "runs": runs, "stage_orders": orders,
            "bases": [{"final": b["final"], "train_seconds": b["train_seconds"]} for b in bases], "table": text}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
     plot(rows, args.out.with_suffix(".png"), title)
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
-    return 0
+    return text
 
 
 if __name__ == "__main__":

@@ -257,16 +257,24 @@ def inspect(model, model_args, weights, pretrained, input_size, block_types, blo
     if x is not None:
         annotate_shapes(traced, x)
     blocks = discover_blocks(traced, BlockSpec(tuple(block_types), tuple(block_names)))
-    x = example_input_for(net) if x is None else x
-    relus = count_relus(traced.graph_module, shape_pass(traced.graph_module, x), blocks, tuple(x.shape))
+    relus, why = None, ""
+    try:
+        x = example_input_for(net) if x is None else x
+        relus = count_relus(traced.graph_module, shape_pass(traced.graph_module, x), blocks, tuple(x.shape))
+    except Exception as exc:  # no input size that works, or a model that fails on it: list the blocks anyway
+        why = f"ReLUs not counted: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__} (try --input-size)"
     if as_json:
         click.echo(json.dumps({
             "model": model, "blocks": [b.to_dict() for b in blocks],
-            "sites": count_sites(traced.graph_module), "leaves": traced.leaves, "relu_count": relus.to_dict(),
+            "sites": count_sites(traced.graph_module), "leaves": traced.leaves,
+            "relu_count": relus.to_dict() if relus is not None else None,
         }, indent=2))
         return
     render_blocks(_console(), blocks, model)
-    render_relu_count(_console(), relus)
+    if relus is not None:
+        render_relu_count(_console(), relus)
+    else:
+        click.echo(why, err=True)
     if traced.leaves:
         click.echo("leaves (not traced): " + ", ".join(traced.leaves))
     if not blocks:
