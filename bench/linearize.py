@@ -2,7 +2,8 @@
 
 Fashion-MNIST (real IDX files, 1-channel 28x28), CIFAR-style ResNet-20 (``cifar_resnet20``,
 ``in_chans=1``: 144,256 ReLUs per sample at 28x28). For each seed the original is trained first
-(``base``); every method then starts from those weights and gets the same number of epochs after it:
+(``base``); every method then starts from those weights and gets the same number of epochs after it
+(``post``), and so does the original itself (``original (base + post)``, the fair reference):
 
 * ``uniform``: ``rs.linearize(model, B, "uniform")``, fine-tuned ``post`` epochs;
 * ``stage``: the stage order measured once per seed (DeepReDuce's criticality: a copy keeping only
@@ -84,6 +85,14 @@ def base_model(seed: int, base: TrainConfig, work: Path) -> tuple[torch.nn.Modul
     return model.cpu(), result
 
 
+def control(model, post: TrainConfig, work: Path, seed: int) -> dict:
+    """The original trained ``post`` more epochs like every method (the fair reference)."""
+    import copy
+
+    twin = copy.deepcopy(model)
+    return train_or_reuse(twin, post, work / f"seed{seed}" / "original-post", reporter=LineReporter(f"s{seed} control"))
+
+
 def run_method(model, method: str, fraction: float, post: TrainConfig, size: dict, order, how,
                work: Path, seed: int) -> dict[str, Any]:
     """One (method, budget, seed) run from the trained base; its numbers."""
@@ -107,13 +116,19 @@ def run_method(model, method: str, fraction: float, post: TrainConfig, size: dic
             "sites_kept": {r["site"]: r["after"] for r in tally.site_rows()}}
 
 
-def summarize(runs: list[dict], bases: list[dict]) -> list[dict]:
-    """One row per (method, budget): mean ± std of accuracy and ReLUs over seeds."""
+def summarize(runs: list[dict], bases: list[dict], controls: list[dict] | None = None) -> list[dict]:
+    """One row per (method, budget): mean ± std of accuracy and ReLUs over seeds.
+
+    ``bases`` are the originals as every method starts from them; ``controls`` the originals
+    trained as long as the methods (base + post epochs).
+    """
     rows = []
-    acc, _ = mean_std([b["final"]["test_acc"] for b in bases])
-    rows.append({"method": "original", "fraction": 1.0, "relus": runs[0]["relus_before"] if runs else None,
-                 "acc_mean": acc, "acc_std": mean_std([b["final"]["test_acc"] for b in bases])[1],
-                 "per_seed": [b["final"]["test_acc"] for b in bases]})
+    for label, results in (("original (base)", bases), ("original (base + post)", controls or [])):
+        if results:
+            accs = [b["final"]["test_acc"] for b in results]
+            mean, std = mean_std(accs)
+            rows.append({"method": label, "fraction": 1.0, "relus": runs[0]["relus_before"] if runs else None,
+                         "acc_mean": mean, "acc_std": std, "per_seed": accs})
     for fraction in sorted({r["fraction"] for r in runs}, reverse=True):
         for method in METHODS:
             group = [r for r in runs if r["method"] == method and r["fraction"] == fraction]
@@ -127,7 +142,7 @@ def summarize(runs: list[dict], bases: list[dict]) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    body = [[r["method"], f"{r['fraction']:.0%}" if r["method"] != "original" else "100%",
+    body = [[r["method"], f"{r['fraction']:.0%}",
              f"{r['budget']:,}" if r.get("budget") else "-", f"{r['relus']:,}",
              f"{r['acc_mean']:.2f} ± {r['acc_std']:.2f}", ", ".join(f"{a:.2f}" for a in r["per_seed"])]
             for r in rows]
@@ -145,9 +160,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
         if pts:
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], fmt=styles[method],
                         capsize=3, label=method)
-    base = next(r for r in rows if r["method"] == "original")
-    ax.errorbar([base["relus"]], [base["acc_mean"]], yerr=[base["acc_std"]], fmt="k*", markersize=10,
-                label="original")
+    for r, fmt in zip((r for r in rows if r["method"].startswith("original")), ("kx", "k*")):
+        ax.errorbar([r["relus"]], [r["acc_mean"]], yerr=[r["acc_std"]], fmt=fmt, markersize=10, label=r["method"])
     ax.set_xscale("log")
     ax.set_xlabel("ReLUs per sample (log)")
     ax.set_ylabel("test accuracy (%)")
@@ -179,11 +193,12 @@ def main(argv=None) -> int:
     fractions = [float(b) for b in args.budgets.split(",")]
     methods = [m for m in args.methods.split(",") if m]
     info, start = machine_info(device), time.perf_counter()
-    runs, bases, orders = [], [], {}
+    runs, bases, controls, orders = [], [], [], {}
     for seed in seeds:
         base_cfg, post = configs(size, data_dir, str(device), seed)
         model, result = base_model(seed, base_cfg, work)
         bases.append(result)
+        controls.append(control(model, post, work, seed))
         order, how = (stage_order(model, post.replace(epochs=size["crit"]), work / f"seed{seed}",
                                   epochs=size["crit"], example_input=EXAMPLE, reporter=LineReporter(f"s{seed} crit"))
                       if "stage" in methods else (None, ""))
@@ -193,15 +208,16 @@ def main(argv=None) -> int:
                 runs.append(run_method(model, method, fraction, post, size, order, how, work, seed))
                 print(f"[s{seed} {method} {fraction:g}] {runs[-1]['relus']:,} ReLUs, test acc "
                       f"{runs[-1]['test_acc']:.2f}%", flush=True)
-                write(args, info, size, len(seeds), start, runs, bases, orders, partial=True)
-    print(write(args, info, size, len(seeds), start, runs, bases, orders, partial=False))
+                write(args, info, size, len(seeds), start, runs, (bases, controls), orders, partial=True)
+    print(write(args, info, size, len(seeds), start, runs, (bases, controls), orders, partial=False))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
     return 0
 
 
-def write(args, info, size, n_seeds, start, runs, bases, orders, partial: bool) -> str:
+def write(args, info, size, n_seeds, start, runs, originals, orders, partial: bool) -> str:
     """Write the results (after every run, marked ``partial`` until the last) and the plot; the table."""
-    rows = summarize(runs, bases)
+    bases, controls = originals
+    rows = summarize(runs, bases, controls)
     title = (f"{MODEL} (1 ch) on Fashion-MNIST, {size['train_limit'] or 60000} train images, base {size['base']} "
              f"+ {size['post']} epochs, {n_seeds} seed(s)" + (" (partial)" if partial else ""))
     text = table(rows)
@@ -209,7 +225,8 @@ def write(args, info, size, n_seeds, start, runs, bases, orders, partial: bool) 
                     "seconds": round(time.perf_counter() - start, 1), "title": title, "partial": partial,
                     "loadavg_now": list(os.getloadavg()), "threads": torch.get_num_threads()},
            "rows": rows, "runs": runs, "stage_orders": orders,
-           "bases": [{"final": b["final"], "train_seconds": b["train_seconds"]} for b in bases], "table": text}
+           "bases": [{"final": b["final"], "train_seconds": b["train_seconds"]} for b in bases],
+           "controls": [{"final": c["final"], "train_seconds": c["train_seconds"]} for c in controls], "table": text}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
     plot(rows, args.out.with_suffix(".png"), title)

@@ -69,8 +69,9 @@ def test_linearize_bench_summary_rows_and_table():
     runs = [{"method": m, "fraction": 0.5, "seed": s, "budget": 50, "relus": r, "relus_before": 100,
              "test_acc": a + s} for m, r, a in (("uniform", 40, 80.0), ("snl", 50, 85.0)) for s in (0, 1)]
     bases = [{"final": {"test_acc": 90.0}}, {"final": {"test_acc": 92.0}}]
-    rows = linearize.summarize(runs, bases)
+    rows = linearize.summarize(runs, bases, [{"final": {"test_acc": 93.0}}] * 2)
     assert [(r["method"], r["relus"], r["acc_mean"]) for r in rows] == [
-        ("original", 100, 91.0), ("uniform", 40, 80.5), ("snl", 50, 85.5)]
+        ("original (base)", 100, 91.0), ("original (base + post)", 100, 93.0), ("uniform", 40, 80.5),
+        ("snl", 50, 85.5)]
     text = linearize.table(rows)
     assert "| snl | 50% | 50 | 50 | 85.50 ± 0.71 | 85.00, 86.00 |" in text
