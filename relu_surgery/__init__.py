@@ -15,6 +15,7 @@ from .diagnostics import probe
 from .errors import SurgeryError
 from .models.resolve import create_model, list_models
 from .graph.records import Block, Site
+from .graph.relu_count import relu_count
 from .report.records import SiteChange
 from .report.report import Report
 from .surgery.convert.api import convert, to_after_activation, to_pre_activation
@@ -23,6 +24,7 @@ from .surgery.erase import erase
 from .surgery.fold import fold
 from .surgery.normprop import normprop
 from .surgery.swap import swap
+from .train.linearize import linearize
 from .models.saving import load, save
 from .surgery.selection import uniform_indices
 
@@ -37,6 +39,8 @@ __all__ = [
     "normprop",
     "swap",
     "fold",
+    "linearize",
+    "relu_count",
     "probe",
     "create_model",
     "list_models",

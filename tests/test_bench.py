@@ -68,3 +68,23 @@ def test_reproduction_reuses_runs_recorded_before_a_new_config_field(tmp_path):
     assert reproduce_mlp._same_settings(tmp_path, config)
     assert not reproduce_mlp._same_settings(tmp_path, config.replace(label_smoothing=0.1))
     assert not reproduce_mlp._same_settings(tmp_path, config.replace(epochs=13))
+def test_snl_step_row_times_plain_and_masked_steps():
+    import snl_step
+
+    row = snl_step.measure("cifar_resnet20", "channel", rounds=1, steps=2, batch=4)
+    assert row["steps_timed"] == 2 and row["plain_step_s"] > 0 and row["snl_step_s"] > 0
+    assert abs(row["ratio"] - row["snl_step_s"] / row["plain_step_s"]) <= 0.01 * row["ratio"] + 0.002
+
+
+def test_linearize_bench_summary_rows_and_table():
+    import linearize
+
+    runs = [{"method": m, "fraction": 0.5, "seed": s, "budget": 50, "relus": r, "relus_before": 100,
+             "test_acc": a + s} for m, r, a in (("uniform", 40, 80.0), ("snl", 50, 85.0)) for s in (0, 1)]
+    bases = [{"final": {"test_acc": 90.0}}, {"final": {"test_acc": 92.0}}]
+    rows = linearize.summarize(runs, bases, [{"final": {"test_acc": 93.0}}] * 2)
+    assert [(r["method"], r["relus"], r["acc_mean"]) for r in rows] == [
+        ("original (base)", 100, 91.0), ("original (base + post)", 100, 93.0), ("uniform", 40, 80.5),
+        ("snl", 50, 85.5)]
+    text = linearize.table(rows)
+    assert "| snl | 50% | 50 | 50 | 85.50 ± 0.71 | 85.00, 86.00 |" in text

@@ -23,7 +23,7 @@ def test_erase_prints_report(capsys):
     assert "relu_surgery erase: tv:resnet18" in out
     assert "17 -> 13" in out
     assert "unchanged (strict load" in out
-    assert "checked: input (1, 3, 224, 224)" in out
+    assert "shapes checked without computing values: input (1, 3, 224, 224)" in out
 
 
 def test_no_check_skips_the_forward_passes(capsys):

@@ -34,6 +34,7 @@ PARAMS = {
     "cifar_resnet1202": (19.4, 19_421_274),
     "cifar_resnet164": (1.7, 1_704_154),
     "cifar_resnet1001": (10.2, 10_328_602),
+    "cifar_resnet18": (11.2, 11_173_962),  # the private-inference papers' CIFAR ResNet-18
     "preact_resnet110": (1.7, 1_730_522),
     "preact_resnet164": (1.7, 1_703_258),
     "preact_resnet1001": (10.2, 10_327_706),
@@ -274,6 +275,7 @@ def test_residual_blocks_own_one_add_in_the_documented_order(block, expected):
 RELU_SITES = {
     "cifar_resnet20": 19, "cifar_resnet32": 31, "cifar_resnet44": 43, "cifar_resnet56": 55,
     "cifar_resnet110": 109, "cifar_resnet1202": 1201, "cifar_resnet164": 163, "cifar_resnet1001": 1000,
+    "cifar_resnet18": 17,
     "preact_resnet110": 109, "preact_resnet164": 163, "preact_resnet1001": 1000,
     "wrn_28_10": 25, "wrn_40_4": 37, "wrn_52_1": 49, "wrn_52_10": 49,
     "resnext29_8x64d": 28, "resnext29_16x64d": 28, "vgg_style31": 31, "residual_style31": 31,

@@ -130,19 +130,34 @@ def _remember_graph(ctx, _param, value):
     return value
 
 
-def forward_check() -> bool:
-    """False when the running command was given --no-check (skip the forward passes)."""
-    return not _flag("relu_surgery.no_check")
+def _remember_check(ctx, _param, value):
+    """Keep --check MODE in the context (read by :func:`forward_check`)."""
+    if value:
+        ctx.meta["relu_surgery.check"] = value
+    return value
+
+
+def forward_check():
+    """False for --no-check (nothing runs), "full" for --check full (real passes), else True (shapes only)."""
+    if _flag("relu_surgery.no_check"):
+        return False
+    ctx = click.get_current_context(silent=True)
+    mode = ctx.meta.get("relu_surgery.check") if ctx is not None else None
+    return "full" if mode == "full" else True
 
 
 def output_options(f):
-    """--dry-run, --no-check, --json, --markdown, --code-diff, --out, --force, --allow-empty, --graph."""
+    """--dry-run, --no-check, --check, --json, --markdown, --code-diff, --out, --force, --allow-empty, --graph."""
     f = click.option("--allow-empty", is_flag=True, expose_value=False,
                      callback=_remember_flag("relu_surgery.allow_empty"),
                      help="Accept a rewrite that changes nothing (otherwise an error, exit code 2).")(f)
     f = click.option("--no-check", is_flag=True, expose_value=False,
                      callback=_remember_flag("relu_surgery.no_check"),
-                     help="Skip the two forward passes that count MACs and check the rewritten model's output.")(f)
+                     help="Skip the check passes (no MACs, no ReLU counts, no output check).")(f)
+    f = click.option("--check", type=click.Choice(["shapes", "full"]), default=None, expose_value=False,
+                     callback=_remember_check,
+                     help="shapes (default): output shape, MACs and ReLU counts without computing values; "
+                          "full: real eval-mode passes, also checking the output is finite.")(f)
     f = click.option("--graph", type=click.Path(dir_okay=False), default=None, expose_value=False,
                      callback=_remember_graph,
                      help="Draw the changed blocks before/after (changed nodes highlighted) to FILE (.svg, .png or .html).")(f)
@@ -282,6 +297,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "export": "relu_surgery.cli.export:export",
     "probe": "relu_surgery.cli.probe:probe",
     "train": "relu_surgery.train.command:train_command",
+    "linearize": "relu_surgery.cli.linearize:linearize",
 }
 
 
@@ -306,8 +322,23 @@ def erase(**opts):
     run_rewrite_command("erase", opts)
 
 
+def _relu_count(net, traced, x, blocks):
+    """(ReLU count of the traced model, or None and why not) for ``inspect``."""
+    from ..graph.example_inputs import example_input_for  # noqa: PLC0415
+    from ..graph.relu_count import count_relus, shape_pass  # noqa: PLC0415
+
+    if traced is None:
+        return None, "ReLUs not counted: the model is traced in parts (rewrite it to see the counts of its parts)"
+    try:
+        x = example_input_for(net) if x is None else x
+        return count_relus(traced.graph_module, shape_pass(traced.graph_module, x), blocks, tuple(x.shape)), ""
+    except Exception as exc:  # no input size that works, or a model that fails on it: list the blocks anyway
+        return None, f"ReLUs not counted: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__} (try --input-size)"
+
+
 def _inspected(net, x, spec):
-    """(blocks, sites per kind, leaves, parts) of ``net``; parts is {} unless it had to be traced in parts."""
+    """(blocks, sites per kind, leaves, parts, traced) of ``net``; parts is {} and traced None unless it had
+    to be traced in parts."""
     from ..errors import TraceError  # noqa: PLC0415
     from ..graph.analysis import count_sites  # noqa: PLC0415
     from ..graph.blocks import discover_blocks  # noqa: PLC0415
@@ -323,13 +354,13 @@ def _inspected(net, x, spec):
             annotate_shapes(traced, x)
         blocks = discover_blocks(traced, spec)
         if blocks or not traced.leaves:
-            return blocks, count_sites(traced.graph_module), traced.leaves, {}
+            return blocks, count_sites(traced.graph_module), traced.leaves, {}, traced
     parted = analyze_parts(net, x, spec)
     sites: dict[str, int] = {}
     for part in parted.parts:
         for kind, n in count_sites(part.traced.graph_module).items():
             sites[kind] = sites.get(kind, 0) + n
-    return parted.blocks, sites, {}, parted.summary()
+    return parted.blocks, sites, {}, parted.summary(), None
 
 
 @cli.command()
@@ -338,21 +369,27 @@ def _inspected(net, x, spec):
 @discovery_options
 @click.option("--json", "as_json", is_flag=True, help="Print the blocks and sites as JSON.")
 def inspect(model, model_args, weights, pretrained, input_size, block_types, block_names, as_json):
-    """List MODEL's blocks (index, name, type) and their activation sites (name, spelling, location)."""
+    """List MODEL's blocks (index, name, type), their activation sites and the ReLUs per sample of each."""
     from ..graph.blocks import BlockSpec  # noqa: PLC0415
     from ..report.parts import part_rows  # noqa: PLC0415
-    from ..report.terminal import render_blocks  # noqa: PLC0415
+    from ..report.terminal import render_blocks, render_relu_count  # noqa: PLC0415
 
     net = load_model(model, model_args, weights, pretrained)
-    blocks, sites, leaves, parts = _inspected(net, example_input(input_size),
-                                              BlockSpec(tuple(block_types), tuple(block_names)))
+    x = example_input(input_size)
+    blocks, sites, leaves, parts, traced = _inspected(net, x, BlockSpec(tuple(block_types), tuple(block_names)))
+    relus, why = _relu_count(net, traced, x, blocks)
     if as_json:
         click.echo(json.dumps({
             "model": model, "blocks": [b.to_dict() for b in blocks], "sites": sites, "leaves": leaves,
+            "relu_count": relus.to_dict() if relus is not None else None,
             **({"partial": parts} if parts else {}),
         }, indent=2))
         return
     render_blocks(_console(), blocks, model)
+    if relus is not None:
+        render_relu_count(_console(), relus)
+    else:
+        click.echo(why, err=True)
     if leaves:
         click.echo("leaves (not traced): " + ", ".join(leaves))
     for label, value in part_rows(parts):

@@ -87,6 +87,7 @@ _METHOD_KINDS = {
 
 KNOWN_KINDS = frozenset(
     [k for _, k in _MODULE_KINDS] + list(_CLASS_NAME_KINDS.values()) + list(_FUNCTION_KINDS.values())
+    + ["masked_relu"]  # relu_surgery's own masked activation (SNL), which declares its kind
 )
 
 _ALIASES = {"swish": "silu", "leakyrelu": "leaky_relu", "hard_swish": "hardswish"}
@@ -134,10 +135,15 @@ def normalize_kinds(kinds) -> frozenset[str]:
 def module_activation_kind(module: nn.Module) -> str | None:
     """Kind of an activation module (``nn.ReLU()`` -> "relu"), else None.
 
+    A class may declare its kind as ``rs_activation_kind`` (relu_surgery's masked activation does).
+
     Example:
         >>> module_activation_kind(nn.ReLU6()), module_activation_kind(nn.Conv2d(1, 1, 1))
         ('relu6', None)
     """
+    declared = getattr(type(module), "rs_activation_kind", None)
+    if declared is not None:
+        return declared
     kind = _class_kind(type(module))
     if kind is not _BY_NAME:
         return kind

@@ -92,7 +92,7 @@ def _check_rewrite(index: int, entry, where: str) -> None:
     name = entry["rewrite"]
     _expect(name in STEP_BUILDERS, at, f"unknown rewrite {name!r} (known: {', '.join(sorted(STEP_BUILDERS))})")
     params = inspect.signature(STEP_BUILDERS[name]).parameters
-    unknown = sorted(set(entry) - {"rewrite", "discovery"} - set(params))
+    unknown = sorted(set(entry) - {"rewrite", "discovery", "input_size"} - set(params))  # replay reads input_size
     _expect(not unknown, at, f"{name} has no setting(s) {', '.join(map(repr, unknown))}")
     discovery = entry.get("discovery") or {}
     _expect(isinstance(discovery, dict) and not set(discovery) - {"block_types", "block_names"}, at,

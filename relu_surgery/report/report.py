@@ -20,6 +20,7 @@ from ..graph.records import Block
 from .parts import part_rows
 from .records import SiteChange
 from .tables import report_html
+from .relu_counts import ReluTally
 
 __all__ = ["StepReport", "Report"]
 
@@ -87,6 +88,7 @@ class Report:
     ``targets`` are the kinds the rewrite aimed at. ``state_dict`` says which keys were added,
     removed or reshaped. ``forward_check`` records the eval-mode forward pass run after the rewrite
     (``{"skipped": ...}`` when none ran: a dry run or ``check=False``, which also leave MACs None).
+    ``relu_count`` holds the ReLUs per sample before and after, per site, block and stage.
 
     Example:
         >>> import relu_surgery as rs
@@ -114,6 +116,7 @@ class Report:
     code_before: str = ""
     code_after: str = ""
     dry_run: bool = False
+    relu_count: ReluTally | None = None
     graph_before: list[dict] = field(default_factory=list, repr=False)
     graph_after: list[dict] = field(default_factory=list, repr=False)
     # A model traced in parts (its root could not be traced): the parts, the block order, the input.
@@ -162,7 +165,8 @@ class Report:
 
         Keys: model, blocks (index, name, type, stage, selected, sites), changes (block, site,
         before, after), params/macs before and after, sites, state_dict, forward_check, steps,
-        leaves, warnings.
+        leaves, warnings, relu_count (before, after, input_shape, sites, blocks, stages; None when not
+        measured).
         """
         chosen = set(self.selected)
         return {
@@ -180,6 +184,7 @@ class Report:
                       "moved": [m for s in self.steps for m in s.to_dict()["norms_moved"]],
                       "removed": [n for s in self.steps for n in s.norms_removed]},
             **({"partial": self.partial} if self.partial else {}),
+            "relu_count": self.relu_count.to_dict() if self.relu_count is not None else None,
         }
 
     def to_json(self) -> str:
@@ -223,10 +228,11 @@ class Report:
                   f"values changed {len(sd.get('values_changed', []))}"),
             ("Graph nodes", f"removed {sum(len(s.nodes_removed) for s in self.steps)}, "
                             f"added {sum(len(s.nodes_added) for s in self.steps)}"),
-            ("Forward pass", "not run (dry run: plan only)" if self.dry_run else f"not run ({fc['skipped']})"
-             if fc.get("skipped") else f"checked: input {fc.get('input_shape')} -> output {fc.get('output_shape')}"
-                             f" (before {fc.get('output_shape_before')}), finite: {'yes' if fc.get('finite') else 'NO'}"),
+            ("Forward pass", _forward_line(fc, self.dry_run)),
         ]
+        if self.relu_count is not None:
+            rows.insert(len(rows) - 4, ("ReLUs", self.relu_count.summary()))
+            rows.insert(len(rows) - 4, ("ReLUs per stage", self.relu_count.stage_line()))
         if self.leaves:
             rows.append(("Leaves (untraceable)", ", ".join(self.leaves)))
         return rows + part_rows(self.partial)
@@ -244,6 +250,9 @@ class Report:
         lines += ["", "Changes:"] + [
             f"  block {c.block:>4}  {c.site:<40} {c.before} -> {c.after}" for c in self.changes
         ] or ["  (none)"]
+        if self.relu_count is not None and self.relu_count.after is not None:
+            lines += ["", "ReLUs per sample of the changed sites (before -> after):"]
+            lines += self.relu_count.text_lines() or ["  (none changed)"]
         lines += ["", "Warnings:"] + ([f"  - {w}" for w in self.warnings] or ["  (none)"])
         return "\n".join(lines)
 
@@ -259,6 +268,7 @@ class Report:
         for b in self.blocks:
             sites = "<br>".join(f"`{s.name}` {s.kind} ({s.location})" for s in b.sites) or "-"
             out.append(f"| {b.index} | `{b.name}` | {b.type} | {'yes' if b.index in chosen else ''} | {sites} |")
+        out += _relu_markdown(self.relu_count)
         out += ["", "## Warnings", ""] + ([f"- {w}" for w in self.warnings] or ["- none"])
         return "\n".join(out) + "\n"
 
@@ -268,3 +278,30 @@ def _before_after(a: int, b: int, fmt: str) -> str:
         return f"{fmt.format(a)} -> {fmt.format(b)} (unchanged)"
     pct = (b - a) / a * 100 if a else float("inf")
     return f"{fmt.format(a)} -> {fmt.format(b)} ({pct:+.2f}%)"
+
+
+def _forward_line(fc: dict, dry_run: bool) -> str:
+    if dry_run:
+        return "not run (dry run: plan only)"
+    if fc.get("skipped"):
+        return f"not run ({fc['skipped']})"
+    shapes = f"input {fc.get('input_shape')} -> output {fc.get('output_shape')} (before {fc.get('output_shape_before')})"
+    if fc.get("pass") == "meta":
+        return f"shapes checked without computing values: {shapes}; finiteness not checked (check='full' does)"
+    line = f"checked: {shapes}, finite: {'yes' if fc.get('finite') else 'NO'}"
+    if fc.get("max_abs_diff") is not None:
+        line += f", max |after - before| {fc['max_abs_diff']:.3g}"
+    return line
+
+
+def _relu_markdown(tally: ReluTally | None) -> list[str]:
+    if tally is None:
+        return []
+    out = ["", "## ReLU count", "", tally.summary(), "", "| site | kind | block | stage | shape | before | after |",
+           "|---|---|---:|---|---|---:|---:|"]
+    for r in tally.site_rows():
+        after = "" if r["after"] is None else f"{r['after']:,}"
+        shape = "x".join(str(d) for d in r["shape"])
+        out.append(f"| `{r['site']}` | {r['kind_after'] or r['kind']} | {r['block'] or ''} | {r['stage'] or ''} | "
+                   f"{shape} | {r['before']:,} | {after} |")
+    return out

@@ -16,9 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from ..graph.records import Block
+from ..graph.relu_count import ReluCount
 from .report import Report
 
-__all__ = ["render_report", "render_blocks"]
+__all__ = ["render_report", "render_blocks", "render_relu_count"]
 
 
 def render_blocks(console: Console, blocks: list[Block], title: str, selected=None) -> None:
@@ -46,6 +47,21 @@ def render_blocks(console: Console, blocks: list[Block], title: str, selected=No
             row += [s.name, s.kind, s.spelling, s.location] if s else ["(no activation)", "", "", ""]
             table.add_row(*row, style=style)
             first = False
+    console.print(table)
+
+
+def render_relu_count(console: Console, count: ReluCount) -> None:
+    """ReLUs per sample: one row per stage, then the total (the input size they are counted at)."""
+    where = "x".join(str(d) for d in count.input_shape)
+    table = Table(title=f"ReLUs per sample at input {where}: {count.total:,}")
+    for col in ("stage", "sites", "ReLUs", "share"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    sites: dict[str, int] = {}
+    for s in count.sites:
+        sites[s.stage or "(no stage)"] = sites.get(s.stage or "(no stage)", 0) + 1
+    for stage, relus in count.per_stage().items():
+        share = f"{100 * relus / count.total:.1f}%" if count.total else "-"
+        table.add_row(stage, str(sites[stage]), f"{relus:,}", share)
     console.print(table)
 
 
@@ -89,6 +105,16 @@ def render_report(console: Console, report: Report, show_blocks: bool = True) ->
     for c in report.changes:
         changes.add_row(str(c.block), c.site, c.before, c.after)
     console.print(changes)
+    tally = report.relu_count
+    if tally is not None and tally.after is not None:
+        relus = Table(title=f"ReLUs per sample: {tally.summary()} (changed sites)")
+        for col in ("site", "kind", "shape", "before", "after"):
+            relus.add_column(col, justify="right" if col in ("before", "after") else "left")
+        for r in tally.site_rows():
+            if r["after"] != r["before"]:
+                relus.add_row(r["site"], r["kind_after"] or r["kind"], "x".join(map(str, r["shape"])),
+                              f"{r['before']:,}", f"{r['after']:,}")
+        console.print(relus)
     if report.warnings:
         for w in report.warnings:
             console.print(f"[yellow]warning:[/yellow] {w}")

@@ -255,7 +255,8 @@ def crelu_step(proportion: float = 1.0, location="inner", blocks=None, activatio
     location = _parse_location(location)
     kinds = normalize_kinds(activations)
     settings = selection_settings(proportion, location, blocks, stage, random, seed, kinds, discovery, init=init)
-    return Step("crelu", settings, lambda a: _plan(a, settings, location, kinds), tuple(sorted(kinds | {"crelu"})))
+    return Step("crelu", settings, lambda a: _plan(a, settings, location, kinds), tuple(sorted(kinds | {"crelu"})),
+                preserves=init == "preserve")
 
 
 def crelu(model: nn.Module, proportion: float = 1.0, location="inner", blocks=None, activations=("relu",), *,

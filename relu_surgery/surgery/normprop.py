@@ -268,7 +268,8 @@ def normprop_step(variant: str = "normprop2", bias: bool = True, init: str = "bn
     if init not in INITS:
         raise SelectionError(f"init must be one of {', '.join(INITS)}, got {init!r}")
     settings = with_discovery({"variant": variant, "bias": bool(bias), "init": init}, discovery)
-    return Step("normprop", settings, lambda a: _plan(a, variant, bool(bias), init), ("relu", "crelu"))
+    return Step("normprop", settings, lambda a: _plan(a, variant, bool(bias), init), ("relu", "crelu"),
+                preserves=variant == "normprop2" and init == "bn" and bool(bias))
 
 
 def normprop(model: nn.Module, variant: str = "normprop2", bias: bool = True, *, init: str = "bn",

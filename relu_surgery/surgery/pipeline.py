@@ -22,16 +22,18 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from ..errors import InternalError, NoBlocksError, SurgeryError, TraceError
+from ..errors import InternalError, NoBlocksError, TraceError
 from ..graph.analysis import Analysis, analyze, count_sites
 from ..graph.blocks import BlockSpec, discover_blocks
 from ..graph.copying import paused_gc
 from ..graph.example_inputs import example_input_for
-from ..graph.intake import non_finite_tensors, on_meta, unwrap_model
+from ..graph.intake import on_meta, unwrap_model
 from ..graph.provenance import Provenance, provenance_of, set_provenance
+from ..report.relu_counts import ReluTally
+from .checking import compare, probe, resolve_check
 from .partial import run_partial
 from ..graph.tracing import graph_code, graph_records
-from ..report.costs import Measurement, count_params, measure, snapshot_state, state_dict_diff
+from ..report.costs import count_params, snapshot_state, state_dict_diff
 from ..report.report import Report, StepReport
 from .actions import execute
 from .plan import Plan
@@ -57,6 +59,7 @@ class Step:
     targets: tuple[str, ...] = ("relu",)
     needs_blocks: bool = True  # False: the step works on the whole graph (fold), no block needs to be found
     report: Callable[..., StepReport] | None = None  # its own step report (fold adds its function check)
+    preserves: bool = False  # promises the same function: the default check then runs real passes
 
     def report_of(self, plan: Plan, gm: fx.GraphModule | None = None, made=None) -> StepReport:
         """This step's report of ``plan``: planned only (``made`` None) or applied to ``gm``."""
@@ -104,16 +107,18 @@ def record_recipe(model: nn.Module, new_model: nn.Module, steps: Sequence[Step],
 
 def run_rewrite(model: nn.Module, steps: Sequence[Step], example_input=None, spec: BlockSpec | None = None,
                 dry_run: bool = False, prelude: Callable[[Analysis], Sequence[Step]] | None = None,
-                check: bool = True) -> tuple[nn.Module | None, Report]:
+                check: bool | str = True) -> tuple[nn.Module | None, Report]:
     """Apply ``steps`` in order to a copy of ``model``; return ``(new_model, report)``.
 
     ``prelude(analysis)`` may return steps to run first (EraseReLU converts pre-activation nets to
     after-activation). With ``dry_run`` every step is planned (a step followed by another is applied
     to the private copy so the next can be planned), the report shows the plans and ``new_model``
-    is None. ``check=False`` skips the two eval-mode forward passes (before and after) that count
-    MACs and check the output's shape and finiteness; the report then says they were not run (as it
-    does for a model on the meta device, which has no values to compute with). A DataParallel /
-    DistributedDataParallel wrapper is removed first, and the report says so.
+    is None. ``check`` (see :mod:`relu_surgery.surgery.checking`): ``True`` / ``"shapes"`` propagates
+    shapes before and after without computing values (output shape, MACs, ReLU counts), ``"full"``
+    runs real eval-mode passes (also finiteness; the default for steps that preserve the function),
+    ``False`` runs nothing and the report says so (as it does for a model on the meta device, which
+    has no values to compute with). A DataParallel / DistributedDataParallel wrapper is removed
+    first, and the report says so.
 
     Example:
         >>> import relu_surgery as rs
@@ -146,7 +151,8 @@ def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn
     targets = tuple(dict.fromkeys(k for s in steps for k in s.targets))
     code_before, sites_before, records_before = graph_code(gm), count_sites(gm), graph_records(gm)
     meta = on_meta(gm)
-    before = measure(gm, analysis.example_input) if check and not dry_run and not meta else None
+    mode = None if meta else resolve_check(check, any(s.preserves for s in steps))
+    before = probe(gm, analysis.example_input, analysis.blocks, "shapes" if dry_run else mode) if mode else None
     state_before, params_before = snapshot_state(gm), count_params(gm)
     blocks = tuple(analysis.blocks)
     reports: list[StepReport] = []
@@ -160,19 +166,20 @@ def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn
             if i + 1 < len(steps):
                 execute(gm, plan.actions)  # the private copy only: the next step plans on its result
                 continue
-            return None, _dry_report(analysis, blocks, reports, targets, sites_before, code_before)
+            return None, _dry_report(analysis, blocks, reports, targets, sites_before, code_before, before)
         reports.append(step.report_of(plan, gm, execute(gm, plan.actions)))
     _lint(gm)
     gm.delete_all_unused_submodules()
     gm.recompile()
-    after, forward_check, notes = _check_forward(gm, analysis.example_input, before, meta)
+    after = probe(gm, analysis.example_input, blocks, mode) if mode else None
+    forward_check, notes = _forward_check(before, after, gm, analysis.example_input, meta)
     size = tuple(analysis.example_input.shape[1:]) if isinstance(analysis.example_input, torch.Tensor) else None
     record_recipe(model, gm, steps, analysis.traced.leaves, size)  # a later rewrite checks on the same size
     gm.train(model.training)
     report = Report(
         model=analysis.label, blocks=blocks, steps=reports,
         params_before=params_before, params_after=count_params(gm),
-        macs_before=before and before.macs, macs_after=after and after.macs,
+        macs_before=before and before.shapes.macs, macs_after=after and after.shapes.macs,
         sites_before=sites_before, sites_after=count_sites(gm), targets=targets,
         state_dict=state_dict_diff(state_before, gm.state_dict(keep_vars=True)),
         forward_check=forward_check,
@@ -180,6 +187,7 @@ def _run(model, steps, example_input, spec, dry_run, prelude, check) -> tuple[nn
         warnings=[w for r in reports for w in r.warnings] + analysis.traced.warnings + notes,
         code_before=code_before, code_after=graph_code(gm),
         graph_before=records_before, graph_after=graph_records(gm),
+        relu_count=ReluTally(before.relus, after.relus) if mode else None,
     )
     return gm, report
 
@@ -191,52 +199,19 @@ def _lint(gm: fx.GraphModule) -> None:
         raise InternalError(f"the rewritten graph fails torch.fx's lint: {exc}") from exc
 
 
-def _check_forward(gm: fx.GraphModule, example_input, before: Measurement | None, meta: bool = False):
-    """Measure the rewritten model and check it against ``before``: (after, forward_check, notes)."""
+def _forward_check(before, after, gm: fx.GraphModule, example_input, meta: bool) -> tuple[dict, list[str]]:
+    """The report's ``forward_check`` and notes (:func:`relu_surgery.surgery.checking.compare`)."""
     shape = tuple(example_input.shape)
     if meta:
-        return None, {"input_shape": shape, "skipped": "meta device (no values)"}, [
+        return {"input_shape": shape, "skipped": "meta device (no values)"}, [
             "the model is on the meta device (structure only, no values): the forward checks and MAC counts "
             "were skipped"]
     if before is None:
-        return None, {"input_shape": shape, "skipped": "check=False"}, []
-    after = measure(gm, example_input)
-    if after.output_shape != before.output_shape:
-        raise InternalError(f"the rewritten model's output changed shape {before.output_shape} -> {after.output_shape}")
-    mode, notes = "eval", []
-    if not after.finite:
-        if not before.finite:
-            bad = non_finite_tensors(gm)
-            where = f" (non-finite values in {', '.join(bad)})" if bad else ""
-            raise SurgeryError(f"the model's output is already non-finite before the rewrite{where}: "
-                               "check its weights; the rewrite is not the cause")
-        if not _finite_in_train_mode(gm, example_input):
-            raise SurgeryError("the rewritten model produced non-finite values in eval and train mode")
-        mode = "train"
-        notes.append("the rewritten model's eval-mode output overflows on the example input with its current "
-                     "normalisation statistics (untrained running statistics?); in train mode (batch statistics) "
-                     "it is finite")
-    return after, {"input_shape": shape, "output_shape": after.output_shape,
-                   "output_shape_before": before.output_shape, "finite": True, "mode": mode}, notes
+        return {"input_shape": shape, "skipped": "check=False"}, []
+    return compare(before, after, gm, example_input)
 
 
-def _finite_in_train_mode(gm: fx.GraphModule, example_input) -> bool:
-    """Whether a copy of ``gm`` gives finite outputs in train mode (batch statistics; batch of 2)."""
-    import torch  # noqa: PLC0415
-
-    from ..graph.copying import private_copy  # noqa: PLC0415
-    from ..graph.running import first_tensor  # noqa: PLC0415
-
-    x = example_input
-    gen = torch.Generator().manual_seed(1)
-    batch = torch.cat([x, x + 0.1 * torch.randn(x.shape, generator=gen).to(x.device)]) if x.shape[0] == 1 else x
-    probe = private_copy(gm).train()
-    with torch.no_grad():
-        out = first_tensor(probe(batch))
-    return out is not None and bool(torch.isfinite(out).all())
-
-
-def _dry_report(analysis: Analysis, blocks, reports, targets, sites_before, code_before) -> Report:
+def _dry_report(analysis: Analysis, blocks, reports, targets, sites_before, code_before, before) -> Report:
     predicted = dict(sites_before)
     for change in (c for r in reports for c in r.changes):
         if change.kind in predicted:
@@ -251,5 +226,6 @@ def _dry_report(analysis: Analysis, blocks, reports, targets, sites_before, code
         forward_check={"input_shape": tuple(analysis.example_input.shape), "skipped": "dry run"},
         leaves=dict(analysis.traced.leaves), warnings=[w for r in reports for w in r.warnings],
         code_before=code_before, code_after=code_before, dry_run=True,
+        relu_count=ReluTally(before.relus) if before is not None else None,
     )
 

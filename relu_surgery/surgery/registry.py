@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 
 from ..errors import SelectionError, SurgeryError
@@ -18,16 +19,18 @@ from .convert.api import convert, convert_step
 from .crelu import crelu, crelu_step
 from .erase import erase, erase_step
 from .fold.api import fold, fold_step
+from .linearize.api import linearize_sites, linearize_step
 from .normprop import normprop, normprop_step
 from .pipeline import run_rewrite
 from .swap import swap, swap_step
 
 __all__ = ["REWRITES", "STEP_BUILDERS", "get_rewrite", "replay"]
 
-REWRITES = {"erase": erase, "convert": convert, "crelu": crelu, "normprop": normprop, "swap": swap, "fold": fold}
+REWRITES = {"erase": erase, "convert": convert, "crelu": crelu, "normprop": normprop, "swap": swap, "fold": fold,
+            "linearize": linearize_sites}
 
 STEP_BUILDERS = {"erase": erase_step, "convert": convert_step, "crelu": crelu_step, "normprop": normprop_step,
-                 "swap": swap_step, "fold": fold_step}
+                 "swap": swap_step, "fold": fold_step, "linearize": linearize_step}
 
 
 def get_rewrite(name: str):
@@ -39,7 +42,7 @@ def get_rewrite(name: str):
         >>> get_rewrite("sparkle")
         Traceback (most recent call last):
         ...
-        relu_surgery.errors.SelectionError: unknown rewrite 'sparkle'; known: convert, crelu, erase, fold, normprop, swap
+        relu_surgery.errors.SelectionError: unknown rewrite 'sparkle'; known: convert, crelu, erase, fold, linearize, normprop, swap
     """
     if name not in REWRITES:
         raise SelectionError(f"unknown rewrite {name!r}; known: {', '.join(sorted(REWRITES))}")
@@ -62,6 +65,8 @@ def replay(model: nn.Module, rewrites: list[dict]) -> nn.Module:
         if name not in STEP_BUILDERS:
             raise SurgeryError(f"unknown rewrite {name!r} in recipe (known: {', '.join(sorted(STEP_BUILDERS))})")
         discovery = settings.get("discovery") or {}
+        size = settings.pop("input_size", None)  # recorded where shapes decide the structure (masks)
+        example = torch.zeros(1, *size) if size else None
         spec = BlockSpec(tuple(discovery.get("block_types", ())), tuple(discovery.get("block_names", ())))
-        model, _ = run_rewrite(model, [STEP_BUILDERS[name](**settings)], spec=spec)
+        model, _ = run_rewrite(model, [STEP_BUILDERS[name](**settings)], example, spec=spec)
     return model

@@ -22,6 +22,7 @@ __all__ = [
     "ModelSpec", "RewriteSpec", "build_model", "resolve_model", "apply_rewrites",
     "run_compare", "run_sweep", "parse_sweep", "CompareResult", "SweepResult",
     "DatasetError", "CheckpointError", "TrainConfigError", "TrainingInterrupted", "train_command",
+    "linearize", "train_or_reuse",
 ]
 
 _WHERE = {
@@ -31,6 +32,7 @@ _WHERE = {
     "run_compare": "compare", "run_sweep": "compare", "parse_sweep": "compare", "CompareResult": "compare",
     "SweepResult": "compare", "DatasetError": "errors", "CheckpointError": "errors",
     "TrainConfigError": "errors", "TrainingInterrupted": "errors", "train_command": "command",
+    "linearize": "linearize", "train_or_reuse": "linearize",
 }
 
 

@@ -118,13 +118,18 @@ class Engine:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward, backward and SGD update on one (local) batch; returns (loss, logits)."""
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, extra_loss=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, backward and SGD update on one (local) batch; returns (cross-entropy, logits).
+
+        ``extra_loss()`` (a training hook's term, see :mod:`relu_surgery.train.hooks`) is added to
+        the loss that is backpropagated, not to the one returned.
+        """
         with self.autocast():
             logits = logits_of(self.train_model(x))
             loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+            extra = extra_loss() if extra_loss is not None else None
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if extra is None else loss + extra).backward()
         self.optimizer.step()
         return loss, logits
 

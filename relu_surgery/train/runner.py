@@ -46,6 +46,7 @@ from .ddp import DistEnv, all_reduce_sum, barrier, gather_objects, init_distribu
 from .engine import Engine
 from .errors import CheckpointError, TrainingInterrupted
 from .guards import LossGuard, StopFlag
+from .hooks import collect_hooks, hook_epoch_end, hook_loss, hook_states, load_hook_states
 from .metrics import write_metrics
 from .progress import Reporter, make_reporter
 from .schedule import LRSchedule
@@ -125,6 +126,7 @@ class _Run:
     accum: _Accum | None = None
     stop: StopFlag | None = None
     kill_after: tuple[int, int] | None = None
+    hooks: list[Any] = field(default_factory=list)
 
 
 def _kill_switch() -> tuple[int, int] | None:
@@ -197,7 +199,7 @@ def _save_checkpoint(run: _Run) -> None:
             "position": {"epoch": run.epoch, "step": run.step,
                          "global_step": run.epoch * run.source.steps_per_epoch + run.step},
             "accum": accum, "rng": rng, "history": run.history, "world_size": run.env.world_size,
-            "config": run.config.to_dict(),
+            "config": run.config.to_dict(), "hooks": hook_states(run.hooks),
         }
         atomic_save(state, run.run_dir / CHECKPOINT_NAME)
     barrier(run.env)
@@ -217,6 +219,7 @@ def _restore(run: _Run) -> None:
     except (RuntimeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path} does not fit this model: {str(exc).splitlines()[0]}") from None
     run.schedule.load_state_dict(state["schedule"])
+    load_hook_states(run.hooks, state.get("hooks"))
     pos = state["position"]
     run.epoch, run.step, run.history = int(pos["epoch"]), int(pos["step"]), list(state["history"])
     same_world = state["world_size"] == run.env.world_size
@@ -240,7 +243,8 @@ def _train_epoch(run: _Run) -> None:
     for x, y in run.source.train_batches(run.epoch, run.step):
         global_step = run.epoch * steps + run.step
         run.schedule.apply(engine.optimizer, global_step)
-        loss, logits = engine.train_step(x, y)
+        extra = (lambda step=global_step: hook_loss(run.hooks, engine.model, step)) if run.hooks else None
+        loss, logits = engine.train_step(x, y, extra)
         guard.check(loss, run.epoch + 1, run.step + 1)
         with torch.no_grad():
             run.accum.loss_sum += loss.detach().double() * len(y)
@@ -284,6 +288,7 @@ def _finish_epoch(run: _Run) -> dict[str, Any]:
            "samples_per_s": steps_done * run.config.batch_size / max(acc.seconds, 1e-9),
            "train_seconds": acc.seconds, "eval_seconds": eval_seconds,
            "epoch_seconds": acc.seconds + eval_seconds}
+    row.update(hook_epoch_end(run.hooks, run.engine.model, run.epoch, row))
     run.history.append(row)
     run.epoch, run.step, run.accum = run.epoch + 1, 0, None
     if run.env.is_main:
@@ -327,12 +332,15 @@ def _save_weights(model: nn.Module, path: Path) -> None:
 
 
 def run_training(model: nn.Module, config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
-                 model_info: dict[str, Any] | None = None, reporter: Reporter | None = None) -> RunResult:
+                 model_info: dict[str, Any] | None = None, reporter: Reporter | None = None,
+                 hooks=None) -> RunResult:
     """Train ``model`` (in place) as ``config`` says, writing the run into ``run_dir``.
 
     ``resume=True`` continues the run saved in ``run_dir`` (``model`` must be the same architecture;
     its weights are replaced by the checkpoint's). ``model_info`` is recorded in ``config.json``
-    (the CLI stores how to rebuild the model there). Under ``torchrun`` every rank calls this.
+    (the CLI stores how to rebuild the model there). ``hooks`` add loss terms and per-epoch work
+    (:mod:`relu_surgery.train.hooks`). Under
+    ``torchrun`` every rank calls this.
 
     Example (the paper's CIFAR recipe is ``TrainConfig(dataset="cifar10", data_dir="~/data",
     epochs=164, warmup_iters=400)``; here a tiny synthetic dataset):
@@ -346,7 +354,7 @@ def run_training(model: nn.Module, config: TrainConfig, run_dir: str | Path, *, 
     env = init_distributed(config.device)
     try:
         with _run_lock(run_dir, env):
-            return _run_locked(model, config, run_dir, env, resume, model_info, reporter)
+            return _run_locked(model, config, run_dir, env, resume, model_info, reporter, hooks)
     finally:
         shutdown(env)
 
@@ -361,7 +369,7 @@ def _run_lock(run_dir: Path, env: DistEnv):
     return output_lock(run_dir)
 
 
-def _run_locked(model, config, run_dir, env, resume, model_info, reporter) -> RunResult:
+def _run_locked(model, config, run_dir, env, resume, model_info, reporter, hooks) -> RunResult:
     """:func:`run_training`'s body, with the run directory locked."""
     _check_run_dir(run_dir, resume)
     barrier(env)  # every rank has looked before rank 0 writes
@@ -370,7 +378,8 @@ def _run_locked(model, config, run_dir, env, resume, model_info, reporter) -> Ru
     source = make_source(config, env, engine.memory_format)
     engine.check_output(source.in_chans, source.image_size, source.num_classes)
     run = _Run(config, env, run_dir, source, engine, LRSchedule(config, source.steps_per_epoch),
-               reporter or make_reporter(config.progress, env.is_main), kill_after=_kill_switch())
+               reporter or make_reporter(config.progress, env.is_main), kill_after=_kill_switch(),
+               hooks=collect_hooks(model, hooks))
     if resume:
         _restore(run)
     num_params = sum(p.numel() for p in engine.model.parameters())

@@ -11,6 +11,6 @@ Example:
 
 from ._registry import ZooEntry, create_zoo_model, get_zoo_entry, list_zoo_models, register_zoo_model
 # importing the family modules registers their builders
-from . import inception, mlp, preact_resnet, resnet, resnext, stacked, wide_resnet  # noqa: F401
+from . import inception, mlp, pi_resnet, preact_resnet, resnet, resnext, stacked, wide_resnet  # noqa: F401
 
 __all__ = ["ZooEntry", "create_zoo_model", "get_zoo_entry", "list_zoo_models", "register_zoo_model"]
