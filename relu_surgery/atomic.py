@@ -204,12 +204,28 @@ def atomic_write(path, write: Callable[[Path], Any]) -> None:
 
 
 def atomic_write_bytes(data: bytes, path) -> None:
-    """Write ``data`` to ``path`` atomically."""
+    """Write ``data`` to ``path`` atomically.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "w.bin"
+        >>> atomic_write_bytes(b"old", path); atomic_write_bytes(b"new", path)
+        >>> path.read_bytes(), [p.name for p in path.parent.iterdir()]  # replaced, no temporary left
+        (b'new', ['w.bin'])
+    """
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def atomic_write_text(text: str, path) -> None:
-    """Write ``text`` to ``path`` atomically (UTF-8)."""
+    """Write ``text`` to ``path`` atomically (UTF-8).
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "note.txt"
+        >>> atomic_write_text("grüße", path)
+        >>> path.read_text(encoding="utf-8"), len(path.read_bytes())  # ü and ß take two bytes each
+        ('grüße', 7)
+    """
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
@@ -230,7 +246,15 @@ def json_safe(obj: Any) -> Any:
 
 
 def atomic_write_json(obj: Any, path) -> None:
-    """Write ``obj`` as indented, valid JSON (non-finite numbers as null) to ``path`` atomically."""
+    """Write ``obj`` as indented, valid JSON (non-finite numbers as null) to ``path`` atomically.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "metrics.json"
+        >>> atomic_write_json({"acc": (0.5, 0.75), "loss": float("inf")}, path)
+        >>> json.loads(path.read_text())
+        {'acc': [0.5, 0.75], 'loss': None}
+    """
     atomic_write_text(json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n", path)
 
 

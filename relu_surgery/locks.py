@@ -31,7 +31,23 @@ __all__ = ["OutputBusyError", "output_lock", "try_output_lock", "lock_path", "sh
 
 
 class OutputBusyError(SurgeryError):
-    """Another process is writing the same output right now."""
+    """Another process is writing the same output right now.
+
+    A :class:`~relu_surgery.errors.SurgeryError` (one CLI line); its message names the holder.
+
+    Example:
+        >>> import tempfile
+        >>> out = tempfile.mkdtemp() + "/run"
+        >>> with output_lock(out):
+        ...     with output_lock(out):  # a second writer of the same output
+        ...         pass
+        Traceback (most recent call last):
+        ...
+        relu_surgery.locks.OutputBusyError: .../run is being written by another process (pid ...); wait for it \
+to finish or choose another output
+        >>> issubclass(OutputBusyError, SurgeryError)
+        True
+    """
 
 
 def short_name(name: str, limit: int = 96) -> str:

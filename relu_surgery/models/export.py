@@ -45,12 +45,30 @@ FORMATS = ("onnx", "pt2")
 
 
 class ExportError(SurgeryError):
-    """A model that cannot be exported (which node and why), or whose export computes something else."""
+    """A model that cannot be exported (which node and why), or whose export computes something else.
+
+    Example:
+        >>> export(nn.Linear(2, 2), "net.tflite", "tflite")
+        Traceback (most recent call last):
+        ...
+        relu_surgery.models.export.ExportError: format must be one of onnx, pt2, got 'tflite'
+        >>> issubclass(ExportError, SurgeryError)
+        True
+    """
 
 
 @dataclass(frozen=True)
 class Exported:
-    """A written export and its check: the output difference of the reloaded file against PyTorch."""
+    """A written export and its check: the output difference of the reloaded file against PyTorch.
+
+    Example:
+        >>> done = Exported("net.pt2", "pt2", "torch.export.load", (1, 3, 8, 8), (1, 4, 6, 6), 2e-07, 1e-07)
+        >>> print(done)
+        exported to net.pt2 (pt2); torch.export.load on input (1, 3, 8, 8): output (1, 4, 6, 6), \
+max |difference| 2e-07 (relative 1e-07)
+        >>> done.to_dict()["output_shape"]
+        (1, 4, 6, 6)
+    """
 
     path: str
     format: str

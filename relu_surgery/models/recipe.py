@@ -45,7 +45,16 @@ _SOURCES = {"zoo", "timm", "torchvision", "module"}
 
 
 class RecipeError(SurgeryError):
-    """A recipe that is malformed, from an incompatible release, or asks to run untrusted code."""
+    """A recipe that is malformed, from an incompatible release, or asks to run untrusted code.
+
+    Example:
+        >>> validate_recipe({"tool": "other"}, "recipe.json")
+        Traceback (most recent call last):
+        ...
+        relu_surgery.models.recipe.RecipeError: recipe.json: is not a relu_surgery recipe ('tool' is not 'relu_surgery')
+        >>> issubclass(RecipeError, SurgeryError)
+        True
+    """
 
 
 def _version(text) -> tuple[int, int, int] | None:

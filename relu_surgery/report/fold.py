@@ -27,7 +27,12 @@ __all__ = ["FoldRecord", "FoldStepReport"]
 @dataclass(frozen=True)
 class FoldRecord:
     """One fold, merge or refusal: its kind (norm, chain, branch), the module paths, before and after
-    (for a refusal ``after`` is the reason) and the MACs where they were counted."""
+    (for a refusal ``after`` is the reason) and the MACs where they were counted.
+
+    Example:
+        >>> FoldRecord("norm", ("conv", "bn"), "conv 3x3 3->4 + BatchNorm2d", "conv 3x3 3->4").to_dict()["names"]
+        ['conv', 'bn']
+    """
 
     kind: str
     names: tuple[str, ...]
@@ -55,6 +60,12 @@ class FoldStepReport(StepReport):
     the example input, eval mode), ``max_abs_reference``, ``relative`` (their ratio) and ``tolerance``;
     above the tolerance also ``float64_relative`` (the same comparison in float64),
     ``unfolded_float32_error`` and a ``note``.
+
+    Example:
+        >>> r = FoldStepReport("fold", {}, (), "every layer", (), layers_before=2, layers_after=1,
+        ...                    merges=(FoldRecord("norm", ("conv", "bn"), "BatchNorm2d", "folded into conv"),))
+        >>> len(r.norms_folded), r.layer_merges, r.to_dict()["fold"]["layers_after"]
+        (1, (), 1)
     """
 
     merges: tuple[FoldRecord, ...] = ()

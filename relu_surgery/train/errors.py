@@ -49,7 +49,13 @@ class TrainingInterrupted(SurgeryError):
 
 
 class TrainingDiverged(SurgeryError):
-    """The training loss became NaN or infinite; the run stops there (1-based epoch and step)."""
+    """The training loss became NaN or infinite; the run stops there (1-based epoch and step).
+
+    Example:
+        >>> err = TrainingDiverged(float("inf"), epoch=2, step=7, lr=0.5)
+        >>> isinstance(err, SurgeryError), (err.epoch, err.step), str(err).split(";")[0]
+        (True, (2, 7), 'the training loss became non-finite (inf) at epoch 2, step 7 (learning rate 0.5)')
+    """
 
     def __init__(self, loss: float, epoch: int, step: int, lr: float) -> None:
         super().__init__(

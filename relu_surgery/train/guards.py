@@ -26,7 +26,17 @@ __all__ = ["StopFlag", "LossGuard"]
 
 
 class StopFlag:
-    """SIGTERM/SIGINT handler that asks the loop to checkpoint and stop (main thread, one process)."""
+    """SIGTERM/SIGINT handler that asks the loop to checkpoint and stop (main thread, one process).
+
+    Example:
+        >>> before = signal.getsignal(signal.SIGTERM)
+        >>> with StopFlag(enabled=True) as flag:
+        ...     signal.raise_signal(signal.SIGTERM)  # what `kill PID` sends: noted, the process goes on
+        ...     flag.requested
+        True
+        >>> signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
+        True
+    """
 
     def __init__(self, enabled: bool) -> None:
         self.requested, self.enabled, self.previous = False, enabled, {}
@@ -53,6 +63,15 @@ class LossGuard:
     Each step's loss is checked when the next step has been queued (or at :meth:`flush`), so the
     check does not make the loop wait for the device: by then that loss is computed.
     ``lr_at(epoch, step)`` (both 1-based) gives the learning rate the message names.
+
+    Example:
+        >>> guard = LossGuard(lambda epoch, step: 0.01)
+        >>> guard.check(torch.tensor(float("inf")), epoch=3, step=1)  # remembered, not checked yet
+        >>> try:
+        ...     guard.check(torch.tensor(0.2), epoch=3, step=2)  # checks step 1's loss
+        ... except TrainingDiverged as err:
+        ...     print(err.epoch, err.step, err.loss)
+        3 1 inf
     """
 
     def __init__(self, lr_at: Callable[[int, int], float]) -> None:

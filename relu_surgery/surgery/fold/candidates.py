@@ -143,7 +143,17 @@ def _norm_refusal(gm: fx.GraphModule, node: fx.Node, norm: nn.Module, needs_laye
 
 
 def norm_candidates(gm: fx.GraphModule) -> list[NormFold | Refusal]:
-    """Every BatchNorm call: a :class:`NormFold` into the layer before it, or why not."""
+    """Every BatchNorm call: a :class:`NormFold` into the layer before it, or why not.
+
+    Example:
+        >>> import torch
+        >>> from torch.fx.passes.shape_prop import ShapeProp
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)).eval())
+        >>> _ = ShapeProp(gm).propagate(torch.zeros(1, 3, 4, 4))
+        >>> [c.describe() for c in norm_candidates(gm)]
+        ['norm 0: its input comes from the model input, not a conv or linear layer', \
+'2 (BatchNorm2d) folded into 1 (conv 1x1 3->4)']
+    """
     found = []
     for node in gm.graph.nodes:
         if node.op != "call_module" or not isinstance(submodule(gm, str(node.target)), BatchNormBase):
@@ -162,7 +172,17 @@ def norm_candidates(gm: fx.GraphModule) -> list[NormFold | Refusal]:
 @dataclass(frozen=True)
 class Chain:
     """Weight layers in a row with nothing non-linear between: node names, module paths, specs, and the
-    pass-through nodes between each layer and the next."""
+    pass-through nodes between each layer and the next.
+
+    Example:
+        >>> import torch
+        >>> from torch.fx.passes.shape_prop import ShapeProp
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 3)))
+        >>> _ = ShapeProp(gm).propagate(torch.zeros(1, 3, 6, 6))
+        >>> chain = chains(gm)[0][0]
+        >>> chain.layers, chain.names, [describe(s) for s in chain.specs], chain.between
+        (('_0', '_1'), ('0', '1'), ['conv 1x1 3->8', 'conv 3x3 8->4'], ((),))
+    """
 
     layers: tuple[str, ...]
     names: tuple[str, ...]
@@ -181,7 +201,24 @@ def _link(gm: fx.GraphModule, node: fx.Node):
 
 def chains(gm: fx.GraphModule) -> tuple[list[Chain], list[Refusal]]:
     """Maximal chains of weight layers (length >= 2), and the pairs refused because the first layer's
-    output is also read elsewhere."""
+    output is also read elsewhere.
+
+    Example:
+        >>> import torch
+        >>> from torch.fx.passes.shape_prop import ShapeProp
+        >>> class Skip(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.a, self.b = nn.Linear(2, 2), nn.Linear(2, 2)
+        ...     def forward(self, x):
+        ...         y = self.a(x)
+        ...         return self.b(y) + y
+        >>> gm = fx.symbolic_trace(Skip())
+        >>> _ = ShapeProp(gm).propagate(torch.zeros(1, 2))
+        >>> found, refused = chains(gm)
+        >>> found, [r.describe() for r in refused]
+        ([], ["chain a + b: a's output is also read by add (add)"])
+    """
     after, refusals = {}, []
     for node in gm.graph.nodes:
         if layer_spec(gm, node) is None:
@@ -261,7 +298,22 @@ def _branch_refusal(gm, root, adds, leaves, weights, path) -> str | None:
 
 def branch_spec(gm: fx.GraphModule, node) -> LayerSpec | None:
     """The spec of a sum's operand as a layer: a conv or linear layer, or a BatchNorm on the identity
-    path (RepVGG), which is a depthwise 1x1 conv with a bias."""
+    path (RepVGG), which is a depthwise 1x1 conv with a bias.
+
+    Example:
+        >>> import torch
+        >>> from torch.fx.passes.shape_prop import ShapeProp
+        >>> class Rep(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.conv, self.bn = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
+        ...     def forward(self, x):
+        ...         return self.conv(x) + self.bn(x)
+        >>> gm = fx.symbolic_trace(Rep().eval())
+        >>> _ = ShapeProp(gm).propagate(torch.zeros(1, 2, 4, 4))
+        >>> [describe(branch_spec(gm, n)) for n in gm.graph.nodes if n.op == "call_module"]
+        ['conv 3x3 2->2', 'conv 1x1 2->2 groups 2']
+    """
     spec = layer_spec(gm, node)
     if spec is not None or not isinstance(node, fx.Node) or node.op != "call_module" or len(node.args) != 1:
         return spec

@@ -90,6 +90,23 @@ def _erase(gm: fx.GraphModule, nodes: list[fx.Node]) -> None:
 
 
 def fold_norm_into_layer(gm: fx.GraphModule, nodes: dict, action) -> None:
+    """Carry out a :class:`~relu_surgery.surgery.fold.plan.NormFold`: the layer takes the norm's
+    scale and shift, and the norm's node is erased (``nodes``: the graph's nodes by name).
+
+    Example:
+        >>> from torch.fx.passes.shape_prop import ShapeProp
+        >>> from .candidates import norm_candidates
+        >>> net = nn.Sequential(nn.Linear(1, 1), nn.BatchNorm1d(1, eps=0.0)).eval()
+        >>> with torch.no_grad():  # y = 2x, then (y - 1) / sqrt(4)
+        ...     _ = net[0].weight.fill_(2.0), net[0].bias.zero_(), net[1].running_var.fill_(4.0), \
+net[1].running_mean.fill_(1.0)
+        >>> gm = fx.symbolic_trace(net)
+        >>> _ = ShapeProp(gm).propagate(torch.zeros(2, 1))
+        >>> fold_norm_into_layer(gm, {n.name: n for n in gm.graph.nodes}, norm_candidates(gm)[0])
+        >>> [n.target for n in gm.graph.nodes if n.op == "call_module"], gm.get_submodule("0").weight.item(), \
+gm.get_submodule("0").bias.item()
+        (['0'], 1.0, -0.5)
+    """
     layer, norm = nodes[action.layer], nodes[action.norm]
     module = _checked(gm, layer, action.spec)
     params = fold_norm(params_of(module), *norm_affine(_module(gm, norm)))
@@ -99,6 +116,23 @@ def fold_norm_into_layer(gm: fx.GraphModule, nodes: dict, action) -> None:
 
 
 def merge_chain(gm: fx.GraphModule, nodes: dict, action) -> None:
+    """Carry out a :class:`~relu_surgery.surgery.fold.plan.ChainMerge`: the chain's last node calls the
+    merged layer and reads the first layer's input; the other layers' nodes are erased.
+
+    Example:
+        >>> from torch.fx.passes.shape_prop import ShapeProp
+        >>> from .candidates import chains
+        >>> from .plan import ChainMerge
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 3)))
+        >>> x = torch.randn(1, 3, 6, 6)
+        >>> expected = ShapeProp(gm).propagate(x)
+        >>> c = chains(gm)[0][0]
+        >>> merge_chain(gm, {n.name: n for n in gm.graph.nodes}, ChainMerge(c.layers, c.names, (), c.specs,
+        ...                                                                 compose(*c.specs)))
+        >>> _ = gm.recompile()
+        >>> gm.get_submodule("1"), torch.allclose(gm(x), expected, atol=1e-5)
+        (Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1)), True)
+    """
     layers = [nodes[name] for name in action.layers]
     first = _checked(gm, layers[0], action.before[0])
     params, spec = params_of(first), action.before[0]
@@ -125,6 +159,26 @@ def _branch_params(gm: fx.GraphModule, node: fx.Node, spec) -> Params:
 
 
 def merge_branches(gm: fx.GraphModule, nodes: dict, action) -> None:
+    """Carry out a :class:`~relu_surgery.surgery.fold.plan.BranchMerge`: the host branch's node calls
+    the one layer for the whole sum; the adds and the other branches are erased.
+
+    Example:
+        >>> from torch.fx.passes.shape_prop import ShapeProp
+        >>> from .candidates import branch_candidates
+        >>> class Rep(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.k3, self.k1 = nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 1)
+        ...     def forward(self, x):
+        ...         return self.k3(x) + self.k1(x) + x
+        >>> gm = fx.symbolic_trace(Rep())
+        >>> x = torch.randn(1, 2, 5, 5)
+        >>> expected = ShapeProp(gm).propagate(x)
+        >>> merge_branches(gm, {n.name: n for n in gm.graph.nodes}, branch_candidates(gm)[0])
+        >>> _ = gm.recompile()
+        >>> [str(n.target) for n in gm.graph.nodes], torch.allclose(gm(x), expected, atol=1e-5)
+        (['x', 'k3', 'output'], True)
+    """
     branches = [nodes[name] for name in action.branches]
     pairs = [(_branch_params(gm, node, spec), spec) for node, spec in zip(branches, action.before)]
     host = nodes[action.host]
@@ -141,6 +195,15 @@ def execute(gm: fx.GraphModule, action) -> None:
     ``ChainMerge`` or ``BranchMerge``) on ``gm``'s graph and modules (the caller lints and recompiles).
 
     Each action knows which of :func:`fold_norm_into_layer`, :func:`merge_chain`, :func:`merge_branches`
-    carries it out (its ``apply_to``). See the module example.
+    carries it out (its ``apply_to``). See also the module example.
+
+    Example:
+        >>> from .planner import make_plan
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 2)))
+        >>> x = torch.randn(4, 2)
+        >>> expected = gm(x)
+        >>> execute(gm, make_plan(gm, x).actions[0]); _ = gm.recompile()
+        >>> gm.get_submodule("1"), torch.allclose(gm(x), expected, atol=1e-6)
+        (Linear(in_features=2, out_features=2, bias=True), True)
     """
     action.apply_to(gm, {n.name: n for n in gm.graph.nodes})

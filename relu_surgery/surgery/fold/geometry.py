@@ -40,6 +40,11 @@ class LayerSpec:
 
     ``border`` marks a merged layer that carries a border term (see the module docstring).
     ``in_shape`` / ``out_shape`` include the batch dimension of the example input.
+
+    Example:
+        >>> s = LayerSpec("conv", 3, 4, (3, 3), (1, 1), (1, 1), (1, 1), 1, True, False, (1, 3, 8, 8), (1, 4, 8, 8))
+        >>> s.pads, s.pointwise, s.macs()
+        (True, False, 6912)
     """
 
     kind: str

@@ -37,7 +37,13 @@ __all__ = ["Params", "dense", "grouped", "fold_norm", "compose_params", "combine
 
 @dataclass(frozen=True)
 class Params:
-    """A layer's tensors: ``weight`` (grouped layout: out x in/groups x k...), ``bias``, ``border``."""
+    """A layer's tensors: ``weight`` (grouped layout: out x in/groups x k...), ``bias``, ``border``.
+
+    Example:
+        >>> p = Params(torch.ones(4, 1, 3, 3), None, None)  # a depthwise 3x3 conv over 4 channels
+        >>> dense(p.weight, groups=4).shape
+        torch.Size([4, 4, 3, 3])
+    """
 
     weight: torch.Tensor
     bias: torch.Tensor | None
@@ -131,7 +137,18 @@ def _second_layer(pb: Params, b: LayerSpec) -> tuple[torch.Tensor, int]:
 
 
 def compose_params(pa: Params, pb: Params, a: LayerSpec, b: LayerSpec, merged: LayerSpec) -> Params:
-    """The tensors of ``merged`` = ``compose(a, b)``: the layer computing ``b(a(x))``."""
+    """The tensors of ``merged`` = ``compose(a, b)``: the layer computing ``b(a(x))``.
+
+    Example:
+        >>> from .geometry import compose
+        >>> a = LayerSpec("linear", 2, 2, (), (), (), (), 1, True, False, (1, 2), (1, 2))
+        >>> b = LayerSpec("linear", 2, 1, (), (), (), (), 1, True, False, (1, 2), (1, 1))
+        >>> pa = Params(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.tensor([1.0, 1.0]), None)
+        >>> pb = Params(torch.tensor([[3.0, 1.0]]), torch.tensor([0.5]), None)
+        >>> m = compose_params(pa, pb, a, b, compose(a, b))
+        >>> m.weight.tolist(), m.bias.tolist()  # Wb @ Wa and Wb @ ba + bb
+        ([[3.0, 2.0]], [4.5])
+    """
     wa = _first_layer_columns(pa, a, b, merged)
     wb, gb = _second_layer(pb, b)
     out, cols = wb.shape[0], wa.shape[1]

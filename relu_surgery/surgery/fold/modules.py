@@ -122,7 +122,17 @@ def params_of(module: nn.Module) -> Params:
 
 
 def build_layer(spec: LayerSpec, params: Params, like: torch.Tensor) -> nn.Module:
-    """A module computing ``spec`` with ``params``, on ``like``'s device and dtype."""
+    """A module computing ``spec`` with ``params``, on ``like``'s device and dtype.
+
+    Example:
+        >>> from dataclasses import replace
+        >>> spec = spec_of(nn.Conv2d(2, 2, 3), (1, 2, 4, 4), (1, 2, 2, 2))
+        >>> p = Params(torch.ones(2, 2, 3, 3), torch.zeros(2), torch.ones(2, 1, 3, 3))
+        >>> build_layer(spec, p, p.weight.double()).weight.dtype
+        torch.float64
+        >>> type(build_layer(replace(spec, border=True), p, p.weight)).__name__
+        'BorderConv'
+    """
     factory = {"device": like.device, "dtype": like.dtype}
     bias = params.bias is not None
     if spec.kind == "linear":

@@ -43,7 +43,13 @@ class _Runs:
 
 @dataclass(frozen=True)
 class NormFold(_Runs):
-    """Fold the norm at node ``norm`` into the layer at node ``layer`` (``names``: their module paths)."""
+    """Fold the norm at node ``norm`` into the layer at node ``layer`` (``names``: their module paths).
+
+    Example:
+        >>> s = LayerSpec("conv", 3, 4, (3, 3), (1, 1), (1, 1), (1, 1), 1, False, False, (1, 3, 8, 8), (1, 4, 8, 8))
+        >>> NormFold("conv", "bn", ("conv", "bn"), s, "BatchNorm2d").describe()
+        'bn (BatchNorm2d) folded into conv (conv 3x3 3->4)'
+    """
 
     layer: str
     norm: str
@@ -80,7 +86,15 @@ class _Merge(_Runs):
 @dataclass(frozen=True)
 class ChainMerge(_Merge):
     """Replace the weight layers ``layers`` (in order; the ``dropped`` pass-through nodes between
-    them go too) by one layer of spec ``after``, called where the last one was."""
+    them go too) by one layer of spec ``after``, called where the last one was.
+
+    Example:
+        >>> from .geometry import compose
+        >>> a = LayerSpec("conv", 8, 2, (1, 1), (1, 1), (0, 0), (1, 1), 1, True, False, (1, 8, 5, 5), (1, 2, 5, 5))
+        >>> b = LayerSpec("conv", 2, 8, (3, 3), (1, 1), (0, 0), (1, 1), 1, True, False, (1, 2, 5, 5), (1, 8, 3, 3))
+        >>> ChainMerge(("_0", "_1"), ("0", "1"), (), (a, b), compose(a, b)).describe()  # exact, but dearer
+        '0 + 1: conv 1x1 8->2 + conv 3x3 2->8 -> conv 3x3 8->8, MACs 1,696 -> 5,184'
+    """
 
     layers: tuple[str, ...]
     names: tuple[str, ...]
@@ -96,7 +110,15 @@ class ChainMerge(_Merge):
 class BranchMerge(_Merge):
     """Replace the add nodes ``adds`` (the last first, then the pass-through calls between the branches
     and the adds) summing the ``branches`` (weight layers reading node ``input``, plus ``input`` itself
-    when ``identity``) by one layer of spec ``after`` at node ``host``."""
+    when ``identity``) by one layer of spec ``after`` at node ``host``.
+
+    Example:
+        >>> from dataclasses import replace
+        >>> k3 = LayerSpec("conv", 4, 4, (3, 3), (1, 1), (1, 1), (1, 1), 1, True, False, (1, 4, 8, 8), (1, 4, 8, 8))
+        >>> k1 = replace(k3, kernel=(1, 1), padding=(0, 0))
+        >>> BranchMerge(("add_1", "add"), "k3", ("k3", "k1"), ("k3", "k1"), "x", True, (k3, k1), k3).describe()
+        'k3 + k1 + identity: conv 3x3 4->4 + conv 1x1 4->4 + identity -> conv 3x3 4->4, MACs 10,240 -> 9,216'
+    """
 
     adds: tuple[str, ...]
     host: str
@@ -116,7 +138,12 @@ Action = Union[NormFold, ChainMerge, BranchMerge]
 
 @dataclass(frozen=True)
 class Refusal:
-    """A candidate left as it is: ``kind`` (norm, chain or branch), its module paths and why."""
+    """A candidate left as it is: ``kind`` (norm, chain or branch), its module paths and why.
+
+    Example:
+        >>> Refusal("norm", ("bn",), "it has no running statistics (track_running_stats=False)").describe()
+        'norm bn: it has no running statistics (track_running_stats=False)'
+    """
 
     kind: str
     names: tuple[str, ...]
@@ -130,7 +157,17 @@ class Refusal:
 
 @dataclass(frozen=True)
 class FoldPlan(Plan):
-    """A fold decided but not applied: the actions in order, the refusals, and what to check against."""
+    """A fold decided but not applied: the actions in order, the refusals, and what to check against.
+
+    Example:
+        >>> import torch, torch.nn as nn
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> from .api import fold_step
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+        >>> plan = fold_step().plan(analyze(net, torch.zeros(1, 3, 8, 8)))
+        >>> [a.describe() for a in plan.actions], plan.refusals, plan.layers_before, tuple(plan.reference.shape)
+        (['1 (BatchNorm2d) folded into 0 (conv 3x3 3->4)'], (), 2, (1, 4, 6, 6))
+    """
 
     actions: tuple[Action, ...] = ()
     refusals: tuple[Refusal, ...] = ()

@@ -46,7 +46,14 @@ COSTS = ("macs", "latency")
 @dataclass(frozen=True)
 class Planned:
     """What :func:`make_plan` decided: the actions in order, the refusals, the unfolded model's output on
-    the example input, and its count of weight and norm layers."""
+    the example input, and its count of weight and norm layers.
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)).eval())
+        >>> planned = make_plan(gm, torch.zeros(3, 2))
+        >>> [type(a).__name__ for a in planned.actions], planned.layers_before, tuple(planned.reference.shape)
+        (['NormFold'], 2, (3, 2))
+    """
 
     actions: tuple[Action, ...]
     refusals: tuple[Refusal, ...]
@@ -208,6 +215,12 @@ def make_plan(gm: fx.GraphModule, example_input, cost: str = "macs", choices=Non
     """Plan the fold of ``gm`` (eval mode) on ``example_input``.
 
     Runs ``gm`` once (shapes and the reference output for the function check); changes nothing in it.
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Linear(64, 8), nn.Linear(8, 64)))
+        >>> plan = make_plan(gm, torch.zeros(1, 64))  # a bottleneck: merged it would cost more
+        >>> plan.actions, [r.describe() for r in plan.refusals]
+        ((), ['chain 0 + 1: merged it costs more: 4,096 MACs vs 1,024 apart'])
     """
     with eval_mode(gm), torch.no_grad():
         reference = first_tensor(ShapeProp(gm).propagate(example_input))
