@@ -16,13 +16,15 @@ Example:
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 
 import torch
 import torch.fx as fx
 import torch.nn as nn
 
 __all__ = ["BatchNormBase", "InstanceNormBase", "DropoutBase", "MODULE_CHILDREN", "MODULE_TENSORS",
-           "lazy_clone", "storage_key", "is_view", "tensor_version", "children", "shallow_copy", "rename_node"]
+           "lazy_clone", "storage_key", "is_view", "tensor_version", "children", "shallow_copy", "rename_node",
+           "meta_tensors"]
 
 #: Base classes torch keeps private: every BatchNorm*d, InstanceNorm*d and Dropout*d derives from one.
 BatchNormBase = nn.modules.batchnorm._BatchNorm
@@ -117,3 +119,28 @@ def rename_node(node: fx.Node, name: str) -> None:
     rename = getattr(node, "_rename", None)
     if rename is not None:  # tests/test_compat.py fails when torch.fx drops it; names are cosmetic
         rename(name)
+
+
+@contextmanager
+def meta_tensors(module: nn.Module):
+    """Swap every parameter and buffer of ``module`` (and below) for a meta tensor; restore them after.
+
+    Example:
+        >>> m = nn.Linear(2, 2)
+        >>> with meta_tensors(m):
+        ...     m.weight.is_meta
+        True
+        >>> m.weight.is_meta
+        False
+    """
+    saved = []
+    for m in module.modules():
+        saved.append((m, m._parameters, m._buffers))
+        m._parameters = {k: None if v is None else nn.Parameter(torch.empty_like(v, device="meta"), v.requires_grad)
+                         for k, v in m._parameters.items()}
+        m._buffers = {k: None if v is None else torch.empty_like(v, device="meta") for k, v in m._buffers.items()}
+    try:
+        yield
+    finally:
+        for m, params, buffers in saved:
+            m._parameters, m._buffers = params, buffers

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import operator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +31,7 @@ import torch.nn as nn
 from torch.utils._pytree import tree_leaves, tree_map
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
+from .._compat import meta_tensors
 from .activations import activation_of, submodule
 from .running import eval_mode, first_tensor
 
@@ -207,22 +207,6 @@ def _method_rule(node: fx.Node, args, kwargs):
     return None
 
 
-@contextmanager
-def _meta_state(module: nn.Module):
-    """Swap every parameter and buffer of ``module`` (and below) for a meta tensor, restore after."""
-    saved = []
-    for m in module.modules():
-        saved.append((m, m._parameters, m._buffers))
-        m._parameters = {k: None if v is None else nn.Parameter(torch.empty_like(v, device="meta"), v.requires_grad)
-                         for k, v in m._parameters.items()}
-        m._buffers = {k: None if v is None else torch.empty_like(v, device="meta") for k, v in m._buffers.items()}
-    try:
-        yield
-    finally:
-        for m, params, buffers in saved:
-            m._parameters, m._buffers = params, buffers
-
-
 def _to_meta(value):
     return tree_map(lambda v: v.meta() if isinstance(v, _Spec) else v, value)
 
@@ -237,7 +221,7 @@ def _on_meta(node: fx.Node, gm: fx.GraphModule, args, kwargs):
     try:
         if node.op == "call_module":
             module = submodule(gm, str(node.target))
-            with _meta_state(module):
+            with meta_tensors(module):
                 out = module(*margs, **mkwargs)
         elif node.op == "call_function":
             out = node.target(*margs, **mkwargs)

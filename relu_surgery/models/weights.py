@@ -144,5 +144,9 @@ def load_weights(model: nn.Module, path) -> int:
     problems = fit_problems({k: tuple(v.shape) for k, v in own.items()}, {k: tuple(v.shape) for k, v in state.items()})
     if problems:
         raise WeightsError(f"{Path(path).name} does not fit the model: {problems}")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise WeightsError(f"{Path(path).name} holds non-finite values ({_first(bad)}): the model is broken before "
+                           "the rewrite; check its weights (a rewrite is not the cause)")
     model.load_state_dict(state, strict=True)
     return len(state)

@@ -42,7 +42,7 @@ class Measurement:
     Example:
         >>> m = measure(nn.Linear(3, 2), torch.zeros(1, 3))
         >>> m.macs, m.output_shape, m.finite, m.outputs
-        (6, (1, 2), True, (('output', (1, 2), True),))
+        (6, (1, 2), True, (('', (1, 2), True),))
     """
 
     macs: int
