@@ -42,6 +42,11 @@ class Calls:
     """First-call ranks of module paths, the first arguments of captured ones, and how the pass went.
 
     ``stopped`` is "" when the forward ran to the end, else one line saying where it stopped.
+
+    Example:
+        >>> calls = Calls(ranks={"": 0, "body.0": 1, "body.1": 2})
+        >>> calls.rank_of("body"), calls.rank_of("body.1"), calls.rank_of("head")
+        (1, 2, None)
     """
 
     ranks: dict[str, int] = field(default_factory=dict)
@@ -123,6 +128,21 @@ def record_calls(model: nn.Module, example_input, capture=(), need=None) -> Call
 
     Meta first; the real model (not changed, gradients off) only when the meta pass stopped before
     calling every path in ``need`` (default: all of ``capture``).
+
+    Example:
+        >>> calls = record_calls(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), torch.zeros(1, 2))
+        >>> calls.ranks, calls.device, calls.stopped
+        ({'': 0, '0': 1, '1': 2}, 'meta', '')
+        >>> class Gate(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.a, self.b = nn.Linear(2, 2), nn.Linear(2, 2)
+        ...     def forward(self, x):
+        ...         x = self.a(x)
+        ...         return self.b(x) if x.sum() > 0 else -self.b(x)   # needs values: meta stops here
+        >>> calls = record_calls(Gate(), torch.ones(1, 2), capture=("b",))
+        >>> calls.device, sorted(calls.ranks), calls.inputs["b"][0][0].shape   # so the real model ran
+        ('cpu', ['', 'a', 'b'], torch.Size([1, 2]))
     """
     wanted = set(capture)
     needed = wanted if need is None else set(need)

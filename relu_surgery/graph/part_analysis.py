@@ -63,7 +63,20 @@ def rule_rank(rule: str) -> int:
 
 @dataclass
 class PartAnalysis:
-    """One traced part: its view (global names), its blocks (global indices) and the input it got."""
+    """One traced part: its view (global names), its blocks (global indices) and the input it got.
+
+    Example:
+        >>> import torch
+        >>> class Net(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.body = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU())
+        ...     def forward(self, x):
+        ...         return self.body(x) if x.sum() > 0 else -self.body(x)
+        >>> part = analyze_parts(Net(), torch.zeros(2, 4)).parts[0]
+        >>> part.path, [(b.index, b.name) for b in part.blocks], part.example_input.shape
+        ('body', [(1, 'body.0'), (2, 'body.2')], torch.Size([2, 4]))
+    """
 
     part: Part
     traced: TracedModel
@@ -77,7 +90,22 @@ class PartAnalysis:
 
 @dataclass
 class PartialAnalysis:
-    """A private copy of a model traced in parts, with all its blocks in execution order."""
+    """A private copy of a model traced in parts, with all its blocks in execution order.
+
+    Example:
+        >>> import torch
+        >>> class Net(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.body = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU())
+        ...     def forward(self, x):
+        ...         return self.body(x) if x.sum() > 0 else -self.body(x)
+        >>> pa = analyze_parts(Net(), torch.zeros(2, 4))
+        >>> [p.path or "(root)" for p in pa.python_parts], [b.name for b in pa.blocks]
+        (['(root)'], ['body.0', 'body.2'])
+        >>> pa.summary()["parts"][1], pa.summary()["input"]
+        ({'path': 'body', 'type': 'Sequential', 'traced': True, 'blocks': 2}, 'tensor (2, 4)')
+    """
 
     source: nn.Module
     tree: Part
@@ -176,6 +204,10 @@ def analyze_parts(model: nn.Module, example_input=None, spec: BlockSpec | None =
     model that takes a list of images or several tensors is made into that
     (:func:`conform_input`). ``calls`` reuses the call order of an earlier analysis of the same
     model; ``label`` is the name a report shows (default: the class name).
+
+    Example:
+        >>> analyze_parts(nn.Sequential(nn.Linear(2, 2), nn.ReLU())) is None   # traces whole: nothing to add
+        True
     """
     source = private_copy(model) if copy else model
     source.train(model.training)

@@ -59,6 +59,11 @@ class Part:
 
     ``children`` are the parts tried below it: a Python part's children, or the failing leaves of a
     traced part. ``path`` is the module's qualified name in the root ("" for the root).
+
+    Example:
+        >>> part = Part("body", "Sequential", reason="TraceError: control flow")
+        >>> part.is_traced, part.to_dict()
+        (False, {'path': 'body', 'type': 'Sequential', 'traced': False, 'reason': 'TraceError: control flow'})
     """
 
     path: str
@@ -179,6 +184,12 @@ def part_view(root: nn.Module, part: Part) -> TracedModel:
     Targets and qualified names get the part's path in front and every node inside the part's
     forward (not its inputs and output) is scoped to the part itself, so the part is a region.
     The view shares every module and tensor with ``root``.
+
+    Example:
+        >>> root = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.Linear(2, 2), nn.ReLU()))
+        >>> view = part_view(root, Part("1", "Sequential", traced=trace(root[1])))
+        >>> [(str(n.target), n.meta["rs_scope"]) for n in view.graph_module.graph.nodes if n.op == "call_module"]
+        [('1.0', ('1', '1.0')), ('1.1', ('1', '1.1'))]
     """
     local = part.traced.graph_module
     if not part.path:
@@ -211,6 +222,16 @@ def localize(view: fx.GraphModule, path: str, like: nn.Module) -> fx.GraphModule
 
     Plain attributes of the module it replaces (``like``: ``out_channels``, ``hidden_state_size``)
     are kept, so Python code reading them still works; the leaves it records are local again.
+
+    Example:
+        >>> root = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.Linear(2, 2), nn.ReLU()))
+        >>> view = part_view(root, Part("1", "Sequential", traced=trace(root[1])))
+        >>> local = localize(view.graph_module, "1", root[1])
+        >>> [str(n.target) for n in local.graph.nodes if n.op == "call_module"], isinstance(local, fx.GraphModule)
+        (['0', '1'], True)
+        >>> install(root, "1", local)
+        >>> list(root.state_dict())                      # the same keys as before
+        ['0.weight', '0.bias', '1.0.weight', '1.0.bias']
     """
     if not path:
         gm = view

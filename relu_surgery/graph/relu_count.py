@@ -41,6 +41,11 @@ class SiteRelus:
 
     ``block`` / ``block_name`` say where it sits (None outside every block); ``stage`` is the
     block's stage, ``stem`` for a site before the first block and ``head`` after the last one.
+
+    Example:
+        >>> s = SiteRelus("layer1.0.relu", "relu", "layer1_0_relu", (16, 32, 32), 16384, 1, "layer1.0", "layer1")
+        >>> s.elements, s.to_dict()["shape"], s.to_dict()["stage"]
+        (16384, [16, 32, 32], 'layer1')
     """
 
     site: str
@@ -64,7 +69,18 @@ class SiteRelus:
 
 @dataclass(frozen=True)
 class ReluCount:
-    """ReLU-family sites of a model at one input size, in execution order."""
+    """ReLU-family sites of a model at one input size, in execution order.
+
+    Example:
+        >>> stem = SiteRelus("relu", "relu", "relu", (4, 8, 8), 256, stage="stem")
+        >>> b1 = SiteRelus("layer1.0.relu", "relu", "n1", (4, 8, 8), 256, 1, "layer1.0", "layer1")
+        >>> b2 = SiteRelus("layer1.1.relu", "relu", "n2", (4, 8, 8), 256, 2, "layer1.1", "layer1")
+        >>> count = ReluCount((stem, b1, b2), (1, 3, 8, 8))
+        >>> count.total, count.per_stage()
+        (768, {'stem': 256, 'layer1': 512})
+        >>> count.per_block()
+        {'(outside blocks)': 256, 'layer1.0': 256, 'layer1.1': 256}
+    """
 
     sites: tuple[SiteRelus, ...]
     input_shape: tuple[int, ...]

@@ -39,7 +39,19 @@ __all__ = ["ShapeError", "ShapePass", "propagate_shapes", "real_pass"]
 
 
 class ShapeError(RuntimeError):
-    """The shapes of a graph cannot be found without real values (or a meta kernel is missing)."""
+    """The shapes of a graph cannot be found without real values (or a meta kernel is missing).
+
+    Example:
+        >>> class Positive(nn.Module):
+        ...     def forward(self, x):
+        ...         return x[x > 0]                 # how many: only the values tell
+        >>> propagate_shapes(fx.symbolic_trace(Positive()), torch.ones(1, 3))
+        Traceback (most recent call last):
+            ...
+        relu_surgery.graph.shapes.ShapeError: call_function <built-in function getitem>: NotImplementedError: ...
+        >>> real_pass(fx.symbolic_trace(Positive()), torch.ones(1, 3)).output_shape
+        (3,)
+    """
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,12 @@ class ShapePass:
     """Per-node output shapes (tensor outputs, keyed by FX node name), MACs and the output shape.
 
     ``mode`` is ``"meta"`` (no values computed) or ``"real"``; ``finite`` is None unless real.
+
+    Example:
+        >>> gm = fx.symbolic_trace(nn.Sequential(nn.Linear(4, 3), nn.ReLU()))
+        >>> propagate_shapes(gm, torch.zeros(2, 4))
+        ShapePass(shapes={'input_1': (2, 4), '_0': (2, 3), '_1': (2, 3), 'output': (2, 3)}, macs=24,
+                  output_shape=(2, 3), mode='meta', finite=None, output=None)
     """
 
     shapes: dict[str, tuple[int, ...]]

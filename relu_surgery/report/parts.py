@@ -23,6 +23,14 @@ def part_rows(partial: dict) -> list[tuple[str, str]]:
     """(label, value) rows for :meth:`relu_surgery.Report.summary_lines` from ``Report.partial``.
 
     Traced parts holding blocks come first, with their block counts; Python parts are grouped by reason.
+
+    Example:
+        >>> part_rows({})                               # a model traced whole: no rows
+        []
+        >>> part_rows({"parts": [{"path": "", "type": "Net", "traced": False, "reason": "control flow"},
+        ...                      {"path": "a", "type": "Seq", "traced": True, "blocks": 1},
+        ...                      {"path": "b", "type": "Seq", "traced": True, "blocks": 3}]})[:2]
+        [('Traced parts', '2: b (Seq, 3 blocks), a (Seq, 1 block)'), ('Stayed Python', '1: (root) Net (control flow)')]
     """
     if not partial:
         return []

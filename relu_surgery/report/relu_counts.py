@@ -29,7 +29,16 @@ _OUTSIDE = "(outside blocks)"
 
 @dataclass(frozen=True)
 class ReluTally:
-    """ReLUs per sample before and (unless a dry run or ``check=False``) after a rewrite."""
+    """ReLUs per sample before and (unless a dry run or ``check=False``) after a rewrite.
+
+    Example:
+        >>> site = SiteRelus("layer1.0.relu", "relu", "n1", (4, 8, 8), 256, 1, "layer1.0", "layer1")
+        >>> ReluTally(ReluCount((site,), (1, 3, 8, 8))).summary()      # no after: a dry run
+        '256 per sample at input 1x3x8x8 (after: not measured)'
+        >>> tally = ReluTally(ReluCount((site,), (1, 3, 8, 8)), ReluCount((), (1, 3, 8, 8)))
+        >>> tally.total_after, tally.stage_line(), tally.to_dict()["blocks"]
+        (0, 'layer1 256->0', [{'block_name': 'layer1.0', 'before': 256, 'after': 0}])
+    """
 
     before: ReluCount
     after: ReluCount | None = None

@@ -51,7 +51,26 @@ def render_blocks(console: Console, blocks: list[Block], title: str, selected=No
 
 
 def render_relu_count(console: Console, count: ReluCount) -> None:
-    """ReLUs per sample: one row per stage, then the total (the input size they are counted at)."""
+    """ReLUs per sample: one row per stage, then the total (the input size they are counted at).
+
+    Example:
+        >>> import io
+        >>> from relu_surgery.graph.relu_count import SiteRelus
+        >>> stem = SiteRelus("relu", "relu", "relu", (4, 8, 8), 256, stage="stem")
+        >>> blocks = [SiteRelus(f"layer1.{i}.relu", "relu", f"n{i}", (4, 8, 8), 256, i + 1, f"layer1.{i}", "layer1")
+        ...           for i in range(2)]
+        >>> console = Console(width=80, file=io.StringIO())
+        >>> render_relu_count(console, ReluCount((stem, *blocks), (1, 3, 8, 8)))
+        >>> print(console.file.getvalue())
+           ReLUs per sample at input 1x3x8x8: 768
+        ┏━━━━━━━━┳━━━━━━━┳━━━━━━━┳━━━━━━━┓
+        ┃ stage  ┃ sites ┃ ReLUs ┃ share ┃
+        ┡━━━━━━━━╇━━━━━━━╇━━━━━━━╇━━━━━━━┩
+        │ stem   │     1 │   256 │ 33.3% │
+        │ layer1 │     2 │   512 │ 66.7% │
+        └────────┴───────┴───────┴───────┘
+        <BLANKLINE>
+    """
     where = "x".join(str(d) for d in count.input_shape)
     table = Table(title=f"ReLUs per sample at input {where}: {count.total:,}")
     for col in ("stage", "sites", "ReLUs", "share"):

@@ -42,7 +42,14 @@ CHECK_MODES = ("shapes", "full")
 
 @dataclass(frozen=True)
 class Probe:
-    """One pass over a model at the example input: shapes, MACs (and output) plus its ReLU count."""
+    """One pass over a model at the example input: shapes, MACs (and output) plus its ReLU count.
+
+    Example:
+        >>> gm = fx.symbolic_trace(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU()))
+        >>> p = probe(gm, torch.zeros(1, 3), (), "shapes")
+        >>> p.shapes.output_shape, p.shapes.macs, [(s.site, s.relus) for s in p.relus.sites]
+        ((1, 4), 12, [('_1', 4)])
+    """
 
     shapes: ShapePass
     relus: ReluCount
@@ -65,7 +72,18 @@ def resolve_check(check, preserves: bool = False) -> str | None:
 
 
 def probe(gm: fx.GraphModule, example_input, blocks, mode: str) -> Probe:
-    """Shapes and ReLU counts of ``gm`` (``mode`` "shapes": no values; "full": a real eval pass)."""
+    """Shapes and ReLU counts of ``gm`` (``mode`` "shapes": no values; "full": a real eval pass).
+
+    Example:
+        >>> gm = fx.symbolic_trace(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU()))
+        >>> full = probe(gm, torch.zeros(1, 3), (), "full")
+        >>> full.shapes.mode, full.shapes.finite, full.relus.total
+        ('real', True, 4)
+        >>> probe(gm, torch.zeros(1, 5), (), "shapes")
+        Traceback (most recent call last):
+            ...
+        relu_surgery.errors.SurgeryError: forward pass on an input of shape (1, 5) failed: RuntimeError: ...
+    """
     try:
         shapes = shape_pass(gm, example_input, real=mode == "full")
     except Exception as exc:  # any failure of the user's model is reported as one line
@@ -77,7 +95,20 @@ def probe(gm: fx.GraphModule, example_input, blocks, mode: str) -> Probe:
 
 
 def compare(before: Probe, after: Probe, gm: fx.GraphModule, example_input) -> tuple[dict, list[str]]:
-    """The report's ``forward_check`` and notes; raises when the output shape changed or overflows."""
+    """The report's ``forward_check`` and notes; raises when the output shape changed or overflows.
+
+    Example:
+        >>> gm = fx.symbolic_trace(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU()))
+        >>> p = probe(gm, torch.zeros(1, 3), (), "full")
+        >>> compare(p, p, gm, torch.zeros(1, 3))
+        ({'input_shape': (1, 3), 'output_shape': (1, 4), 'output_shape_before': (1, 4), 'pass': 'real',
+          'mode': 'eval', 'finite': True, 'max_abs_diff': 0.0}, [])
+        >>> longer = fx.symbolic_trace(torch.nn.Sequential(*gm.children(), torch.nn.Linear(4, 2)))
+        >>> compare(p, probe(longer, torch.zeros(1, 3), (), "full"), longer, torch.zeros(1, 3))
+        Traceback (most recent call last):
+            ...
+        relu_surgery.errors.InternalError: the rewritten model's output changed shape (1, 4) -> (1, 2)
+    """
     b, a = before.shapes, after.shapes
     if a.output_shape != b.output_shape:
         raise InternalError(f"the rewritten model's output changed shape {b.output_shape} -> {a.output_shape}")

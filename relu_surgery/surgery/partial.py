@@ -77,6 +77,18 @@ def plan_parts(pa: PartialAnalysis, step) -> tuple[Plan, list[tuple[PartAnalysis
     A step that selects blocks (proportion, blocks, stage, random) selects over all blocks once;
     each part then plans the chosen blocks it holds. A step that needs no blocks (fold) plans on
     every traced part.
+
+    Example:
+        >>> from relu_surgery.surgery.erase import erase_step
+        >>> class Net(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.body = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU())
+        ...     def forward(self, x):
+        ...         return self.body(x) if x.sum() > 0 else -self.body(x)
+        >>> plan, plans = plan_parts(analyze_parts(Net(), torch.zeros(1, 4)), erase_step(proportion=0.5))
+        >>> plan.selected, [(part.path, p.actions) for part, p in plans]
+        ((1,), [('body', (RemoveNode(node='_1'),))])
     """
     selection = _global_selection(pa, step)
     chosen = set(selection.indices) if selection else None
@@ -215,6 +227,20 @@ def run_partial(model: nn.Module, steps: Sequence, example_input=None, spec: Blo
     The arguments are those of :func:`relu_surgery.surgery.pipeline.run_rewrite`; ``failure`` is
     the error a plain trace gave, raised again when tracing in parts adds nothing (the root traces
     and nothing failed inside it). ``steps run`` includes what ``prelude`` added.
+
+    Example:
+        >>> from relu_surgery.surgery.erase import erase_step
+        >>> class Net(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.body = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU())
+        ...     def forward(self, x):
+        ...         return self.body(x) if x.sum() > 0 else -self.body(x)
+        >>> new, report, steps = run_partial(Net(), [erase_step(proportion=0.5)], torch.zeros(1, 4))
+        >>> type(new).__name__, [c.site for c in report.changes], [s.name for s in steps]
+        ('Net', ['body.1'], ['erase'])
+        >>> [(p["path"] or "(root)", p["traced"]) for p in report.partial["parts"]]
+        [('(root)', False), ('body', True)]
     """
     pa = analyze_parts(model, example_input, spec, label=model_label(model))
     if pa is None:

@@ -34,12 +34,29 @@ __all__ = ["collect_hooks", "hook_loss", "hook_epoch_end", "hook_states", "load_
 
 
 def collect_hooks(model: nn.Module, hooks: Sequence[Any] | None = None) -> list[Any]:
-    """The hooks of a run (those given to :func:`~relu_surgery.train.runner.run_training`), as a list."""
+    """The hooks of a run (those given to :func:`~relu_surgery.train.runner.run_training`), as a list.
+
+    Example:
+        >>> from relu_surgery.surgery.linearize.snl import MaskPenalty
+        >>> penalty = MaskPenalty(budget=10)
+        >>> collect_hooks(nn.Linear(2, 1)), collect_hooks(nn.Linear(2, 1), (penalty,)) == [penalty]
+        ([], True)
+    """
     return list(hooks or ())
 
 
 def hook_loss(hooks: Sequence[Any], model: nn.Module, step: int) -> torch.Tensor | None:
-    """The sum of the hooks' extra loss terms at ``step`` (None when none gives one)."""
+    """The sum of the hooks' extra loss terms at ``step`` (None when none gives one).
+
+    Example:
+        >>> from relu_surgery.surgery.linearize.masked import MaskedReLU
+        >>> from relu_surgery.surgery.linearize.snl import MaskPenalty
+        >>> net = nn.Sequential(MaskedReLU((3,), trainable=True, site_shape=(3,)))
+        >>> hook_loss([MaskPenalty(budget=1, l1=0.5), object()], net, step=0)   # 0.5 * three masks at 1
+        tensor(1.5000, grad_fn=<MulBackward0>)
+        >>> hook_loss([object()], net, step=0) is None
+        True
+    """
     total = None
     for hook in hooks:
         fn = getattr(hook, "extra_loss", None)
@@ -50,7 +67,15 @@ def hook_loss(hooks: Sequence[Any], model: nn.Module, step: int) -> torch.Tensor
 
 
 def hook_epoch_end(hooks: Sequence[Any], model: nn.Module, epoch: int, row: dict) -> dict:
-    """Metrics the hooks add to the row of (0-based) ``epoch``."""
+    """Metrics the hooks add to the row of (0-based) ``epoch``.
+
+    Example:
+        >>> from relu_surgery.surgery.linearize.masked import MaskedReLU
+        >>> from relu_surgery.surgery.linearize.snl import MaskPenalty
+        >>> net = nn.Sequential(MaskedReLU((3,), trainable=True, site_shape=(3,)))
+        >>> hook_epoch_end([MaskPenalty(budget=1, l1=0.5), object()], net, 0, {"test_acc": 50.0})
+        {'relus_alive': 3, 'relu_budget': 1, 'l1': 1.0}
+    """
     extra: dict = {}
     for hook in hooks:
         fn = getattr(hook, "epoch_end", None)
@@ -59,12 +84,28 @@ def hook_epoch_end(hooks: Sequence[Any], model: nn.Module, epoch: int, row: dict
 
 
 def hook_states(hooks: Sequence[Any]) -> list[dict | None]:
-    """Each hook's state (None for a hook without ``state_dict``), for the checkpoint."""
+    """Each hook's state (None for a hook without ``state_dict``), for the checkpoint.
+
+    Example:
+        >>> from relu_surgery.surgery.linearize.snl import MaskPenalty
+        >>> hook_states([MaskPenalty(budget=10, l1=0.5), object()])
+        [{'l1': 0.5, 'alive': None}, None]
+    """
     return [hook.state_dict() if hasattr(hook, "state_dict") else None for hook in hooks]
 
 
 def load_hook_states(hooks: Sequence[Any], states: Sequence[dict | None] | None) -> None:
-    """Restore what :func:`hook_states` saved (a checkpoint without hook states leaves them as they are)."""
+    """Restore what :func:`hook_states` saved (a checkpoint without hook states leaves them as they are).
+
+    Example:
+        >>> from relu_surgery.surgery.linearize.snl import MaskPenalty
+        >>> penalty = MaskPenalty(budget=10, l1=0.5)
+        >>> load_hook_states([penalty, object()], [{"l1": 0.25, "alive": 7}, None])
+        >>> penalty.l1, penalty.alive
+        (0.25, 7)
+        >>> load_hook_states([penalty], None); penalty.l1         # an older checkpoint: left as it is
+        0.25
+    """
     for hook, state in zip(hooks, states or ()):
         if state is not None and hasattr(hook, "load_state_dict"):
             hook.load_state_dict(state)

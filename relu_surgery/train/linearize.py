@@ -54,7 +54,14 @@ __all__ = ["linearize", "stage_order", "train_or_reuse", "data_example_input"]
 
 
 def data_example_input(config: TrainConfig) -> torch.Tensor:
-    """A zero input of the dataset's shape with a batch of one (the shape ReLUs are counted at)."""
+    """A zero input of the dataset's shape with a batch of one (the shape ReLUs are counted at).
+
+    Example:
+        >>> data_example_input(TrainConfig(dataset="cifar10", data_dir="data/cifar10")).shape
+        torch.Size([1, 3, 32, 32])
+        >>> data_example_input(TrainConfig(dataset="imagefolder", data_dir="data/imgs", image_size=64)).shape
+        torch.Size([1, 3, 64, 64])
+    """
     from ..data.datasets import get_dataset_spec  # noqa: PLC0415
 
     if config.dataset == "imagefolder":
@@ -77,6 +84,18 @@ def train_or_reuse(model: nn.Module, config: TrainConfig, run_dir, *, hooks=None
 
     A finished run's weights (``model.safetensors``) are loaded into ``model``. A directory holding
     a run with other settings is an error. Returns the run's ``result.json``.
+
+    Example:
+        >>> from relu_surgery.train.tiny import smoke_config, tiny_mlp
+        >>> cfg, run = smoke_config(train=32, test=16), tempfile.mkdtemp() + "/run"
+        >>> first = train_or_reuse(tiny_mlp(hidden=8, depth=1), cfg, run)        # trains (1 epoch)
+        >>> again = tiny_mlp(hidden=8, depth=1)
+        >>> train_or_reuse(again, cfg, run) == first                              # finished: weights loaded
+        True
+        >>> train_or_reuse(again, cfg.replace(epochs=2), run)
+        Traceback (most recent call last):
+            ...
+        relu_surgery.train.errors.CheckpointError: ... holds a training run with other settings; ...
     """
     from .errors import CheckpointError  # noqa: PLC0415
     from .runner import run_training  # noqa: PLC0415

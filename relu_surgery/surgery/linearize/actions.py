@@ -37,7 +37,15 @@ __all__ = ["EraseSite", "MaskSite", "LinearizePlan", "site_actions"]
 
 @dataclass(frozen=True)
 class EraseSite:
-    """Make one site linear: its node removed, or its composite layer's activation set to Identity."""
+    """Make one site linear: its node removed, or its composite layer's activation set to Identity.
+
+    Example:
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> from relu_surgery.surgery.linearize.api import linearize_step
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> linearize_step("uniform", budget=6).plan(analyze(net)).sites   # 12 ReLUs: site 1's 8 go
+        (EraseSite(site='1', node='_1', composite=None, relus=8),)
+    """
 
     site: str
     node: str
@@ -47,7 +55,15 @@ class EraseSite:
 
 @dataclass(frozen=True)
 class MaskSite:
-    """Replace one site by a masked activation with a mask of ``shape`` (per sample)."""
+    """Replace one site by a masked activation with a mask of ``shape`` (per sample).
+
+    Example:
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> from relu_surgery.surgery.linearize.api import linearize_step
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> linearize_step("snl", budget=6, trainable=True).plan(analyze(net)).sites[0]
+        MaskSite(site='1', node='_1', composite=None, shape=(8,), site_shape=(8,), trainable=True, values=None)
+    """
 
     site: str
     node: str
@@ -60,7 +76,16 @@ class MaskSite:
 
 @dataclass(frozen=True)
 class LinearizePlan(Plan):
-    """A linearization decided: the method, the budget and the ReLUs before and (predicted) after."""
+    """A linearization decided: the method, the budget and the ReLUs before and (predicted) after.
+
+    Example:
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> from relu_surgery.surgery.linearize.api import linearize_step
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> plan = linearize_step("uniform", budget=0.5).plan(analyze(net))
+        >>> plan.method, plan.budget, plan.relus_before, plan.relus_after, plan.actions
+        ('uniform', 6, 12, 4, (RemoveNode(node='_1'),))
+    """
 
     method: str = ""
     budget: int = 0

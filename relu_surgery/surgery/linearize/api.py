@@ -37,7 +37,14 @@ METHODS = ("uniform", "stage", "snl")
 
 
 def plan_count(analysis: Analysis) -> ReluCount:
-    """The ReLU count of the model being planned on, at its example input (shapes only)."""
+    """The ReLU count of the model being planned on, at its example input (shapes only).
+
+    Example:
+        >>> from relu_surgery.graph.analysis import analyze
+        >>> count = plan_count(analyze(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))))
+        >>> count.total, [(s.site, s.shape) for s in count.sites]
+        (8, [('1', (8,))])
+    """
     gm, x = analysis.graph_module, analysis.example_input
     return count_relus(gm, shape_pass(gm, x), analysis.blocks, tuple(x.shape))
 
@@ -124,6 +131,15 @@ def linearize_step(method: str = "uniform", budget=None, *, order=None, order_so
     ``uniform`` / ``stage`` erase sites (``sites``: exactly these, as a recipe records them);
     ``snl`` masks every target site (``masks``: site -> mask shape, as a recipe records them;
     ``values``: site -> mask values, not recorded: a saved model's masks come from its weights).
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> new, report = run_rewrite(net, [linearize_step("uniform", 0.5)])
+        >>> report.steps[0].settings["sites"], report.relu_count.summary()    # what a recipe replays
+        (['1'], '12 -> 4 (-66.67%) per sample at input 1x4')
+        >>> new, _ = run_rewrite(net, [linearize_step("snl", 6)])   # frozen masks of ones: every ReLU kept
+        >>> new.get_submodule("1"), new.get_submodule("3")
+        (MaskedReLU((8,), frozen), MaskedReLU((4,), frozen))
     """
     if method not in METHODS:
         raise SelectionError(f"method must be one of {', '.join(METHODS)}, got {method!r}")

@@ -63,6 +63,17 @@ def choose_stages(targets: Sequence[SiteRelus], total: int, budget: int, order: 
     """The sites to erase, stage by stage in ``order`` (names from :func:`site_groups`), and the reason line.
 
     ``how`` says where the order came from (``given`` or a criticality measurement), for the report.
+
+    Example:
+        >>> from relu_surgery.graph.relu_count import SiteRelus
+        >>> sites = [SiteRelus(f"s{i}", "relu", "n", (4,), 4, i + 1, f"b{i}", "l1" if i < 2 else "l2")
+        ...          for i in range(4)]
+        >>> chosen, reason = choose_stages(sites, 16, 4, ["l2", "l1"])   # l2 whole, then l1 thinned
+        >>> [s.site for s in chosen]
+        ['s2', 's3', 's0']
+        >>> print(reason)
+        stage (DeepReDuce-style), order l2 > l1 (given): linearized whole: l2 (8); stage l1 thinned:
+        1 of 2 sites erased (uniform rule); 4 ReLUs for a budget of 4
     """
     groups = site_groups(targets)
     unknown = [g for g in order if g not in groups]

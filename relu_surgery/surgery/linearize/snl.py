@@ -35,12 +35,26 @@ __all__ = ["MaskPenalty", "trainable_masks", "alive_relus", "threshold_masks"]
 
 
 def trainable_masks(model: nn.Module) -> list[MaskedReLU]:
-    """The trainable masked activations of ``model``, in module order."""
+    """The trainable masked activations of ``model``, in module order.
+
+    Example:
+        >>> net = nn.Sequential(MaskedReLU((3,), trainable=True), nn.Linear(3, 3), MaskedReLU((3,)))
+        >>> trainable_masks(net)                       # the frozen one is not trained
+        [MaskedReLU((3,), trainable)]
+    """
     return [m for m in model.modules() if isinstance(m, MaskedReLU) and m.trainable]
 
 
 def alive_relus(masks) -> int:
-    """ReLUs still on (``alpha > threshold``) over ``masks``, at their sites' shapes."""
+    """ReLUs still on (``alpha > threshold``) over ``masks``, at their sites' shapes.
+
+    Example:
+        >>> m = MaskedReLU((3, 1, 1), trainable=True, site_shape=(3, 2, 2))
+        >>> with torch.no_grad():
+        ...     _ = m.alpha.copy_(torch.tensor([0.9, 0.005, 0.5]).reshape(3, 1, 1))
+        >>> alive_relus([m])                           # channels 0 and 2, 4 elements each
+        8
+    """
     return sum(m.rs_relu_count(m.site_shape) for m in masks)
 
 
@@ -100,7 +114,15 @@ class MaskPenalty:
 
 
 def threshold_masks(masks: dict[str, MaskedReLU], budget: int) -> dict[str, torch.Tensor]:
-    """0/1 masks per site keeping exactly ``budget`` ReLUs (the highest ``alpha`` first; see the module doc)."""
+    """0/1 masks per site keeping exactly ``budget`` ReLUs (the highest ``alpha`` first; see the module doc).
+
+    Example:
+        >>> a, b = MaskedReLU((3,), trainable=True, site_shape=(3,)), MaskedReLU((2,), trainable=True, site_shape=(2,))
+        >>> with torch.no_grad():
+        ...     _ = a.alpha.copy_(torch.tensor([0.2, 0.9, 0.5])), b.alpha.copy_(torch.tensor([0.7, 0.1]))
+        >>> threshold_masks({"a": a, "b": b}, budget=3)
+        {'a': tensor([0., 1., 1.]), 'b': tensor([1., 0.])}
+    """
     names = list(masks)
     alphas = [masks[n].alpha.detach().flatten().float().cpu() for n in names]
     governed = [masks[n].governed() for n in names]
