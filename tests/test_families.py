@@ -36,7 +36,7 @@ FAMILIES = [
     ("timm:hrnet_w18_small", 23, ["BasicBlock", "Bottleneck"], 23),
     ("timm:nasnetalarge", 22, ["CellStem0", "CellStem1", "FirstCell", "NormalCell", "ReductionCell0",
                                "ReductionCell1"], 0),
-    ("timm:pnasnet5large", 14, ["Cell", "CellStem0", "FactorizedReduction"], 0),
+    ("timm:pnasnet5large", 14, ["Cell", "CellStem0"], 0),
     ("timm:resnetv2_50", 16, ["PreActBottleneck"], 0),
     ("timm:nf_resnet50", 16, ["NormFreeBlock"], 0),
     ("tv:resnet18", 8, ["BasicBlock"], 8),

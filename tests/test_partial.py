@@ -121,7 +121,7 @@ def test_rule_precedence_is_decided_across_parts():
         model = rs.create_model("tv:fasterrcnn_resnet50_fpn")
     pa = analyze_parts(model)
     holding = {p.path: len(p.blocks) for p in pa.parts if p.blocks}
-    assert holding == {"backbone": 17}  # box_head's fc6/fc7 units and the RPN conv's unit do not count
+    assert holding == {"backbone": 16}  # the FPN sums (no activation, no shortcut), box_head and RPN units do not count
     assert [b.type for b in pa.blocks].count("Bottleneck") == 16
     traced = [p.path for p in walk(pa.tree) if p.is_traced]
     assert traced[:2] == ["backbone", "rpn.head.conv"] and "roi_heads.box_head" in traced
@@ -169,7 +169,7 @@ def test_fasterrcnn_erase_removes_the_16_bottleneck_relus(erased_detector):
     assert [c.site for c in report.changes] == expected
     assert report.state_dict["unchanged"] and report.target_sites() - report.target_sites(after=True) == 16
     parts = {p["path"]: p for p in report.partial["parts"]}
-    assert parts["backbone"]["traced"] and parts["backbone"]["blocks"] == 17
+    assert parts["backbone"]["traced"] and parts["backbone"]["blocks"] == 16
     assert not parts[""]["traced"] and parts[""]["reason"] == "TraceError: Proxy object cannot be iterated"
     assert report.partial["input"] == "list of 2 images (3, 128, 160), (3, 96, 128)"
     assert report.forward_check["finite"] and report.forward_check["outputs"].startswith("[0]['boxes'] (")
@@ -200,7 +200,7 @@ def test_cli_erase_fasterrcnn_lists_its_parts(capsys):
     rows = dict(line.strip("|").split(" | ", 1) for line in out.splitlines() if line.startswith("| ") and " | " in line)
     rows = {k.strip(): v.strip(" |") for k, v in rows.items()}
     assert rows["Sites changed (erase)"] == "16" and rows["relu sites"] == "52 -> 36"
-    assert rows["Traced parts"].startswith("8: backbone (BackboneWithFPN, 17 blocks), rpn.head.conv (Sequential), ")
+    assert rows["Traced parts"].startswith("8: backbone (BackboneWithFPN, 16 blocks), rpn.head.conv (Sequential), ")
     assert rows["Stayed Python"] == (
         "7: (root) FasterRCNN, transform, rpn, rpn.anchor_generator, rpn.head, roi_heads (TraceError: Proxy object "
         "cannot be iterated); roi_heads.box_predictor (TraceError: symbolically traced variables cannot be used as "

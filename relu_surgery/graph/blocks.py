@@ -3,18 +3,26 @@
 Discovery, in order (the first rule that finds anything decides):
 
 1. **User override**: module types / class-name globs, qualified-name globs or a predicate.
-2. **Structure**: a module that owns a residual ``+`` (both operands flow from its input, one
-   through a weight layer), or a ``cat`` of two or more weighted branches (Inception), or whose
-   class is a registered block type (``Inception*``, dense layers); every other module of the same
-   class is a block too (MobileNetV2's non-residual inverted residuals). Innermost wins, so a stage
-   holding blocks is not itself a block.
+2. **Structure**: a module whose own ``forward`` merges paths from its input: a residual ``+``
+   (both operands flow from its input, one through a weight layer) or a ``cat`` of two or more
+   weighted branches (Inception); a module of a registered block type (``Inception*``, dense
+   layers); a module holding an untraceable leaf of a repeated class (the leaf sits inside its
+   block). **The outermost such module wins**: a merge nested inside a block (an SK or GC
+   attention, a relative-position sum, a ghost module's ``cat``) belongs to that block, unless it
+   sits in a container of units inside it (CSP's ``blocks``, HRNet's ``branches``: the wrapper
+   is a stage) or is of a registered type. Every other module of a block's class is a block too
+   (MobileNetV2's non-residual inverted residuals). Merges written in the top-level ``forward``
+   (a loop doing ``relu(bn(conv(x)) + x)``) are *virtual* blocks: the fork-join region of the
+   dataflow graph between the merge and its immediate dominator (:mod:`.dataflow`), with the
+   activations right after it.
 3. **Repeated classes**: custom module classes used twice or more that hold a weight layer and an
    activation (plain VGG-style modules).
 4. **Units**: weight -> [norm] -> activation -> [dropout/pool] runs of the graph that are not
    modules of their own (the units of a ``Sequential``: VGG, MLP).
 
 A site's location is ``last`` when the block output is reached from it through no weight layer,
-norm or other activation (only add / cat / pool / dropout / identity / reshape), ``first`` for the
+norm or other activation on *every* path (only add / cat / pool / dropout / identity / reshape;
+a pre-activation shortcut from it does not make it last), ``first`` for the
 first other site in execution order, ``middle`` otherwise.
 
 Example:
@@ -36,6 +44,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from .activations import activation_of, submodule
+from .dataflow import Dataflow
 from .ops import is_cat, is_tensor_add, op_role
 from .records import Block, Site
 from .tracing import TracedModel
@@ -129,6 +138,9 @@ class _Graph:
         self.region_sets = {p: set(nodes) for p, nodes in self.regions.items()}
         self.leaf_targets = {str(n.target) for n in self.nodes if n.op == "call_module"}
         self._flows: dict[str, tuple[set, set]] = {}
+        self._ancestors: dict[str, tuple[str, ...]] = {}
+        self._root_flow: tuple[set, set] | None = None
+        self._dataflow: Dataflow | None = None
 
         self.source = traced.source
         self.opaque = set(traced.leaves)
@@ -142,6 +154,45 @@ class _Graph:
 
     def class_name(self, path: str) -> str:
         return self.types[path].rsplit(".", 1)[-1]
+
+    def scope_ancestors(self, path: str) -> tuple[str, ...]:
+        """The modules whose ``forward`` was running around ``path``'s, outermost first."""
+        if path not in self._ancestors:
+            scope = next((n.meta["rs_scope"] for n in self.regions.get(path, ()) if path in n.meta.get("rs_scope", ())),
+                         ())
+            self._ancestors[path] = tuple(scope[:scope.index(path)]) if path in scope else ()
+        return self._ancestors[path]
+
+    def between(self, outer: str, inner: str) -> tuple[str, ...]:
+        """``outer`` and the modules running between it and ``inner`` (not ``inner`` itself)."""
+        anc = self.scope_ancestors(inner)
+        return anc[anc.index(outer):] if outer in anc else ()
+
+    def is_container(self, path: str) -> bool:
+        """Whether ``path`` is a Sequential / ModuleList / ModuleDict (or a subclass: DenseNet's block)."""
+        module = self.module(path)
+        if module is not None:
+            return isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
+        return self.types.get(path, "").startswith("torch.nn.modules.container.")
+
+    def root_flow(self) -> tuple[set, set]:
+        """(reached, weighted) over the whole graph: nodes fed by the input, and those via a weight op."""
+        if self._root_flow is None:
+            reached: set = set()
+            weighted: set = set()
+            for n in self.nodes:
+                if n.op == "placeholder" or any(a in reached for a in n.all_input_nodes):
+                    reached.add(n)
+                    if self.roles[n] == "weight" or any(a in weighted for a in n.all_input_nodes):
+                        weighted.add(n)
+            self._root_flow = (reached, weighted)
+        return self._root_flow
+
+    @property
+    def dataflow(self) -> Dataflow:
+        if self._dataflow is None:
+            self._dataflow = Dataflow(self.gm.graph)
+        return self._dataflow
 
     def flow(self, path: str) -> tuple[set, set]:
         """(reached, weighted): region nodes fed by the region input, and those via a weight op."""
@@ -167,38 +218,103 @@ def _tensor_operands(node: fx.Node) -> list[fx.Node]:
     return [a for a in node.args[:2] if isinstance(a, fx.Node)]
 
 
-def _structural_candidates(g: _Graph) -> dict[str, str]:
-    cands: dict[str, str] = {}
+def _merge_kind(node: fx.Node, reached: set, weighted: set, inside: set) -> str | None:
+    """"residual" / "multi-branch" when ``node`` merges paths from its owner's input, else None."""
+    ops = _tensor_operands(node)
+    if is_tensor_add(node) and all(a in reached or a not in inside for a in ops) and any(a in weighted for a in ops):
+        return "residual"
+    if is_cat(node) and sum(a in weighted for a in ops) >= 2:
+        return "multi-branch"
+    return None
+
+
+def _merge_owners(g: _Graph) -> tuple[dict[str, str], list[tuple[fx.Node, str]]]:
+    """Modules whose own ``forward`` merges paths from their input, and such merges outside any module."""
+    owners: dict[str, str] = {}
+    loose: list[tuple[fx.Node, str]] = []
     for node in g.nodes:
-        scope = node.meta.get("rs_scope", ())
-        if not scope or g.roles[node] != "merge" or scope[-1] in g.leaf_targets:
+        if g.roles[node] != "merge":
             continue
-        owner = scope[-1]
-        reached, weighted = g.flow(owner)
-        inside = g.region_sets[owner]
-        ops = _tensor_operands(node)
-        if is_tensor_add(node) and all(a in reached or a not in inside for a in ops) and any(a in weighted for a in ops):
-            cands.setdefault(owner, "residual")
-        elif is_cat(node) and sum(a in weighted for a in ops) >= 2:
-            cands.setdefault(owner, "multi-branch")
-    for path in g.regions:
-        cls = g.class_name(path)
-        if any(fnmatch.fnmatchcase(cls, p) for p in BLOCK_TYPE_PATTERNS) and path not in g.leaf_targets:
-            cands.setdefault(path, f"type {cls}")
-    classes = {g.types[p]: p for p in sorted(cands, key=lambda p: len(p))}
-    for path in g.regions:
-        first = classes.get(g.types[path])
-        if first is not None and path not in cands:
-            cands[path] = f"same type as {first}"
-    opaque_types = Counter(g.types[p] for p in g.opaque if p in g.types)
-    for path in g.opaque:
-        if opaque_types.get(g.types.get(path), 0) >= 2:
-            cands.setdefault(path, "opaque leaf")
+        scope = node.meta.get("rs_scope", ())
+        if scope and scope[-1] in g.leaf_targets:
+            continue
+        if not scope:
+            kind = _merge_kind(node, *g.root_flow(), set(g.nodes))
+            if kind:
+                loose.append((node, kind))
+            continue
+        reached, weighted = g.flow(scope[-1])
+        kind = _merge_kind(node, reached, weighted, g.region_sets[scope[-1]])
+        if kind and (_has(g, scope[-1], "activation") or any(a not in weighted for a in _tensor_operands(node))):
+            owners.setdefault(scope[-1], kind)  # a head averaging two classifiers (no shortcut, no activation) is none
+    return owners, loose
+
+
+def _typed(g: _Graph) -> dict[str, str]:
+    """Modules of a registered block type (Inception*, dense layers): blocks whatever they nest."""
+    return {p: f"type {g.class_name(p)}" for p in g.regions
+            if p not in g.leaf_targets and any(fnmatch.fnmatchcase(g.class_name(p), x) for x in BLOCK_TYPE_PATTERNS)}
+
+
+def _opaque_homes(g: _Graph) -> dict[str, str]:
+    """Untraceable leaves of a repeated class: the module holding each (with its own weight layers
+    and activations outside the leaf) is the block; a leaf held by no such module is one itself."""
+    counts = Counter(g.types[p] for p in g.opaque if p in g.types)
+    out: dict[str, str] = {}
+    for leaf in sorted(g.opaque):
+        if counts.get(g.types.get(leaf), 0) < 2:
+            continue
+        home = next((a for a in reversed(g.scope_ancestors(leaf)) if not g.is_container(a)
+                     and _has(g, a, "weight", outside=leaf) and _has(g, a, "activation", outside=leaf)), None)
+        out.setdefault(home or leaf, f"holds opaque leaf {leaf}" if home else "opaque leaf")
+    return out
+
+
+def _choose(g: _Graph, cands: dict[str, str], protected: set[str]) -> list[str]:
+    """The outermost candidates: a merge nested in a block belongs to that block (an SK or GC
+    attention, a ghost module's ``cat``), unless it sits in a container of units inside it (a
+    stage held by a wrapper: CSP's ``blocks``, HRNet's ``branches``) or is of a registered type;
+    then the units are the blocks and the wrapper is not."""
+    parent = {p: next((a for a in reversed(g.scope_ancestors(p)) if a in cands), None) for p in cands}
+    children: dict[str | None, list[str]] = {}
+    for p in cands:
+        children.setdefault(parent[p], []).append(p)
+
+    def resolve(q: str) -> list[str]:
+        kids = children.get(q, [])
+        inner = [c for c in kids if c in protected or any(g.is_container(m) for m in g.between(q, c))]
+        if not inner:
+            return [q]
+        return [b for c in inner for b in resolve(c)]
+
+    return [b for root in children.get(None, []) for b in resolve(root)]
+
+
+def _structural_candidates(g: _Graph) -> tuple[dict[str, str], list[tuple[fx.Node, str]]]:
+    owners, loose = _merge_owners(g)
+    typed = _typed(g)
+    cands = {**_opaque_homes(g), **owners, **typed}
     for path in [p for p in cands if any(fnmatch.fnmatchcase(g.class_name(p), x) for x in NOT_BLOCK_PATTERNS)]:
         del cands[path]
-    if cands:
-        _stage_siblings(g, cands)
-    return cands
+    chosen = {p: cands[p] for p in _choose(g, cands, set(typed))}
+    if chosen:
+        _same_type(g, chosen)
+        _stage_siblings(g, chosen)
+    return chosen, loose
+
+
+def _same_type(g: _Graph, chosen: dict[str, str]) -> None:
+    """Every module of a block's class is a block (MobileNetV2's non-residual inverted residuals),
+    unless it holds or sits inside a block."""
+    first = {g.types[p]: p for p in sorted(chosen, key=len, reverse=True)}
+    for path in g.regions:
+        ref = first.get(g.types[path])
+        if ref is not None and path not in chosen and path not in g.leaf_targets and not _nested(path, chosen):
+            chosen[path] = f"same type as {ref}"
+
+
+def _nested(path: str, chosen: dict[str, str]) -> bool:
+    return any(c.startswith(path + ".") or path.startswith(c + ".") for c in chosen)
 
 
 def _parent(path: str) -> str:
@@ -210,7 +326,7 @@ def _stage_siblings(g: _Graph, cands: dict[str, str]) -> None:
 
     Only classes from the same Python module as the blocks count, so a stem of generic layers stays out.
     """
-    inner = _innermost(cands)
+    inner = list(cands)
     stages = {_parent(p) for p in inner}
     families = {g.types[p].rsplit(".", 1)[0] for p in inner}
     children: dict[str, list[str]] = {}
@@ -221,7 +337,7 @@ def _stage_siblings(g: _Graph, cands: dict[str, str]) -> None:
             if sibling in stages or not g.types[sibling].startswith("torch.nn.modules.container."):
                 continue
             for child in children.get(sibling, []):
-                if (child not in cands and g.types[child].rsplit(".", 1)[0] in families
+                if (child not in cands and not _nested(child, cands) and g.types[child].rsplit(".", 1)[0] in families
                         and _has(g, child, "weight") and _has(g, child, "activation")):
                     cands[child] = f"beside stage {stage}"
 
@@ -246,8 +362,10 @@ def _outermost(cands: Iterable[str]) -> list[str]:
     return [c for c in cands if not any(a in present for a in _ancestors(c))]
 
 
-def _has(g: _Graph, path: str, role: str) -> bool:
-    return any(g.roles[n] == role for n in g.regions[path])
+def _has(g: _Graph, path: str, role: str, outside: str | None = None) -> bool:
+    """Whether ``path`` runs a node of ``role`` (not counting those inside the module ``outside``)."""
+    return any(g.roles[n] == role and not (outside and outside in n.meta.get("rs_scope", ()))
+               for n in g.regions[path])
 
 
 def _repeated_classes(g: _Graph) -> list[str]:
@@ -299,6 +417,38 @@ def _unit_regions(g: _Graph) -> list[_Region]:
     return out
 
 
+def _virtual_regions(g: _Graph, loose: list[tuple[fx.Node, str]], blocks: dict[str, str]) -> list[_Region]:
+    """Merges written in the top-level ``forward`` (a loop over a ModuleList doing
+    ``relu(bn(conv(x)) + x)``): each merge's fork-join region, with the activations and
+    reshapes right after it, is a block with no module of its own. A region around module
+    blocks (a U-Net's skip ``cat``) is not one; of nested ones the outermost is."""
+    taken = {n for p in blocks for n in g.region_sets[p]}
+    spans = [(node, kind, g.dataflow.merge_region(node)) for node, kind in loose]
+    out = []
+    for node, kind, nodes in sorted(spans, key=lambda s: -len(s[2])):
+        if not nodes or any(n in taken for n in nodes) or not any(g.roles[n] == "weight" for n in nodes):
+            continue
+        fork = g.dataflow.fork(node)
+        if kind == "residual" and fork not in _tensor_operands(node):  # two weighted branches: no shortcut
+            continue
+        tail = node
+        while len(tail.users) == 1:
+            user = next(iter(tail.users))
+            if g.roles[user] not in ("activation", "transparent") or user in taken or (
+                    user.op != "call_module" and user.meta.get("rs_scope")):
+                break
+            nodes.append(user)
+            tail = user
+        if not any(g.roles[n] == "activation" for n in nodes):
+            continue
+        taken.update(nodes)
+        parts = [type(submodule(g.gm, str(n.target))).__name__ if n.op == "call_module" else n.meta["rs_name"]
+                 for n in nodes if g.roles[n] in ("weight", "norm", "activation", "merge")]
+        label = "residual" if kind == "residual" else "branches"
+        out.append(_Region(node.meta["rs_name"], f"{label}({', '.join(parts)})", None, f"virtual {kind}", nodes))
+    return out
+
+
 def _form(g: _Graph, region: _Region, sites: tuple[Site, ...]) -> str:
     """after-activation / pre-activation / linear-output / no-activation (see Block.form)."""
     if region.name in g.opaque:
@@ -330,16 +480,21 @@ def _sites(g: _Graph, region: _Region) -> tuple[Site, ...]:
     acts = [n for n in region.nodes if g.roles[n] == "activation"]
 
     def reaches_output(start: fx.Node) -> bool:
-        stack, seen = [start], set()
+        """Whether the block output follows from ``start`` through no weight, norm or activation on
+        any path (a pre-activation shortcut of ``start`` alone does not make it last)."""
+        stack, seen, leaves = [start], {start}, False
         while stack:
             n = stack.pop()
-            if n in outputs:
-                return True
+            leaves = leaves or n in outputs
             for u in n.users:
-                if u in inside and u not in seen and g.roles[u] in _PASS_ROLES:
-                    seen.add(u)
+                if u not in inside or u in seen:
+                    continue
+                if g.roles[u] in ("weight", "norm", "activation"):
+                    return False
+                seen.add(u)
+                if g.roles[u] in _PASS_ROLES:
                     stack.append(u)
-        return False
+        return leaves
 
     sites, first_taken = [], False
     for i, node in enumerate(acts, start=1):
@@ -374,9 +529,11 @@ def discover_blocks(traced: TracedModel, spec: BlockSpec | None = None) -> list[
         paths = _outermost(p for p in g.regions if spec.matches(p, g.module(p), g.class_name(p)))
         regions = _module_regions(g, paths, {p: "user" for p in paths})
     else:
-        cands = _structural_candidates(g)
-        if cands:
-            regions = _module_regions(g, _innermost(cands), cands)
+        cands, loose = _structural_candidates(g)
+        regions = _module_regions(g, list(cands), cands) + _virtual_regions(g, loose, cands)
+        if regions:
+            order = {n: i for i, n in enumerate(g.nodes)}
+            regions.sort(key=lambda r: order[r.nodes[0]])
         else:
             repeated = _repeated_classes(g)
             if repeated:
