@@ -774,7 +774,8 @@ def _sign_checks(model: nn.Module, source: str, name: str, blocks, device: str) 
            "sign_blocks_checked": checked, "sign_contradictions": contradictions}
     new, report = rs.erase(cpu, proportion=1.0, check=False, example_input=x)
     by_index = {b.index: b.name for b in report.blocks}
-    changed = [(c.site, by_index.get(c.block, "")) for c in report.changes]
+    changed = [(c.site, by_index.get(c.block, "")) for step in report.steps if step.rewrite == "erase"
+               for c in step.changes]  # report.changes also holds a conversion's moves
     wrong, na_rewrites = [], []
     converted = "convert" in [s.rewrite for s in report.steps]
     if changed and not isinstance(new, fx.GraphModule):
