@@ -309,8 +309,11 @@ def _same_type(g: _Graph, chosen: dict[str, str]) -> None:
     first = {g.types[p]: p for p in sorted(chosen, key=len, reverse=True)}
     for path in g.regions:
         ref = first.get(g.types[path])
-        if ref is not None and path not in chosen and path not in g.leaf_targets and not _nested(path, chosen):
-            chosen[path] = f"same type as {ref}"
+        if ref is None or path in chosen or path in g.leaf_targets or any(path.startswith(c + ".") for c in chosen):
+            continue
+        for inner in [c for c in chosen if c.startswith(path + ".")]:  # a VoVNet OSA block, not its inner merge
+            del chosen[inner]
+        chosen[path] = f"same type as {ref}"
 
 
 def _nested(path: str, chosen: dict[str, str]) -> bool:
