@@ -18,6 +18,7 @@ from relu_surgery.errors import NoBlocksError, SelectionError
 from relu_surgery.graph.provenance import recipe_of
 from relu_surgery.graph.ops import op_role
 from relu_surgery.surgery.convert.anatomy import walk_back
+from relu_surgery.surgery.convert.obstacles import DENSE_LAYER
 from relu_surgery.graph.tracing import annotate_shapes, trace
 from relu_surgery.models.zoo.preact_resnet import PreActBottleneck, PreActResNet
 from relu_surgery.models.zoo.resnet import Bottleneck, CifarResNet
@@ -379,3 +380,140 @@ def test_cli_convert_save_load_and_errors(capsys, tmp_path):
     assert code == 2 and err.strip() == "error: convert: cifar_resnet20 has no pre-activation blocks"
     code, out, err = run_cli(capsys, "convert", "cifar_resnet20", "--to", "pre-activation", "--dry-run", "--json")
     assert code == 0 and json.loads(out)["norms"]["moved"][0]["to"] == "layer1.0.pre_norm"
+
+
+# ----------------------------------------------------------------------------- pre-activation blocks beyond plain units
+class SqueezeExcite(nn.Module):
+    """pool -> conv1x1 -> relu -> conv1x1 -> sigmoid: the gate of a squeeze-excitation block."""
+
+    def __init__(self, chs):
+        super().__init__()
+        self.pool, self.fc1, self.fc2 = nn.AdaptiveAvgPool2d(1), nn.Conv2d(chs, chs // 4, 1), nn.Conv2d(chs // 4, chs, 1)
+
+    def forward(self, x):
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(self.pool(x)))))
+
+
+class PreActSEUnit(nn.Module):
+    """A hand-written pre-activation basic unit with squeeze-excitation on its residual branch."""
+
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.se = SqueezeExcite(cout)
+        self.shortcut = nn.Sequential() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False))
+
+    def forward(self, x):
+        out = self.conv2(F.relu(self.bn2(self.conv1(F.relu(self.bn1(x))))))
+        out = out * self.se(out)
+        return out + self.shortcut(x)
+
+
+class PreActSENet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.layer1 = nn.Sequential(PreActSEUnit(8, 8), PreActSEUnit(8, 16, 2), PreActSEUnit(16, 16))
+        self.bn, self.fc = nn.BatchNorm2d(16), nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.bn(self.layer1(self.conv1(x)))).mean((2, 3)))
+
+
+def test_preact_squeeze_excitation_unit_to_after_activation():
+    torch.manual_seed(0)
+    model = PreActSENet()
+    assert [b.form for b in rs.find_blocks(model)] == ["pre-activation"] * 3
+    new, report = rs.to_after_activation(model, example_input=X16)
+    assert block_ops(new, "layer1.1") == [
+        "layer1.1.conv1", "layer1.1.bn2", "layer1.1.relu_1", "layer1.1.conv2", "layer1.1.conv2_norm",
+        "layer1.1.se.pool", "layer1.1.se.fc1", "layer1.1.se.relu", "layer1.1.se.fc2", "layer1.1.se.sigmoid",
+        "layer1.1.mul", "layer1.1.shortcut.0", "layer1.1.shortcut.0_norm", "layer1.1.add", "layer1.1.add_act"]
+    assert report.norms_added == ("layer1.0.conv2_norm", "layer1.1.conv2_norm", "layer1.1.shortcut.0_norm",
+                                  "layer1.2.conv2_norm")
+    assert report.steps[0].norms_moved == (("layer1.0.bn1", "conv1_norm", "after the stem conv conv1"),)
+    assert report.steps[0].norms_removed == ("layer1.1.bn1", "layer1.2.bn1", "bn")
+    assert report.warnings == [] and report.target_sites() == report.target_sites(after=True)
+    # reference: the after-activation SE network written by hand with the converted model's own layers
+    new.eval()
+
+    def reference(x):
+        x = F.relu(new.conv1_norm(new.conv1(x)))
+        for i in range(3):
+            b = new.get_submodule(f"layer1.{i}")
+            out = b.conv2_norm(b.conv2(F.relu(b.bn2(b.conv1(x)))))
+            out = out * torch.sigmoid(b.se.fc2(F.relu(b.se.fc1(b.se.pool(out)))))  # the gate reads the new norm
+            shortcut = b.get_submodule("shortcut.0_norm")(b.get_submodule("shortcut.0")(x)) if i == 1 else x
+            x = F.relu(out + shortcut)
+        return new.fc(x.mean((2, 3)))
+
+    torch.testing.assert_close(new(X16), reference(X16))
+    train_step(new, X16)
+    _, erased = rs.erase(model, proportion=1.0, example_input=X16, dry_run=True)  # EraseReLU converts it first
+    assert [s.rewrite for s in erased.steps] == ["convert", "erase"]
+    assert [c.site for c in erased.steps[1].changes] == ["layer1.0.add_act", "layer1.1.add_act", "layer1.2.add_act"]
+
+
+def densenet(builder=torchvision.models.densenet121):
+    return meta(builder)
+
+
+def test_dense_layers_say_once_why_they_cannot_be_converted():
+    assert DENSE_LAYER.startswith("dense layers have no residual sum; ")
+    model = densenet()
+    assert {b.form for b in rs.find_blocks(model)} == {"pre-activation"}
+    message = f"convert: none of DenseNet's 58 pre-activation blocks can be converted to after-activation: {DENSE_LAYER}"
+    with pytest.raises(NoBlocksError) as caught:
+        rs.to_after_activation(model, dry_run=True)
+    assert str(caught.value) == message and "has no pre-activation blocks" not in message
+    _, report = rs.erase(model, proportion=1.0, dry_run=True)
+    assert [s.rewrite for s in report.steps] == ["erase"] and report.changes == ()
+    assert report.warnings[0] == (
+        "block 1 (features.denseblock1.denselayer1, _DenseLayer) has no last activation: it is pre-activation but "
+        f"cannot be converted to after-activation: {DENSE_LAYER}; nothing erased there")
+    assert len(report.warnings) == 58 and all(DENSE_LAYER in w and "convert it" not in w for w in report.warnings)
+    with pytest.raises(NoBlocksError, match=r"^convert: DenseNet has no after-activation residual blocks with a "
+                                            r"norm after the last conv \(its blocks are pre-activation and cannot be "
+                                            r"converted to after-activation: dense layers have no residual sum; "):
+        rs.convert(model, "bn-after-add", dry_run=True)
+
+
+class DenseLayer(nn.Module):
+    """A hand-written dense layer (BN-ReLU-conv twice) whose output is concatenated with its input."""
+
+    def __init__(self, cin, growth):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, 2 * growth, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(2 * growth), nn.Conv2d(2 * growth, growth, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        return torch.cat([self.conv2(F.relu(self.bn2(self.conv1(F.relu(self.bn1(x)))))), x], 1)
+
+
+def test_unconvertible_blocks_beside_convertible_ones_are_named_in_the_warnings():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), UserUnit(8, 8), DenseLayer(8, 4), nn.Flatten(),
+                          nn.Linear(12 * 16 * 16, 10))
+    _, report = rs.to_after_activation(model, example_input=X16, dry_run=True)
+    assert report.warnings == [f"block 2 (2, DenseLayer) is pre-activation but cannot be converted to "
+                               f"after-activation: {DENSE_LAYER}: left as is"]
+    assert report.norms_added == ("1.conv2_norm",)
+    _, erased = rs.erase(model, example_input=X16, dry_run=True)
+    assert [s.rewrite for s in erased.steps] == ["convert", "erase"]
+    assert [c.site for c in erased.steps[1].changes] == ["1.add_act"]
+    assert erased.steps[1].warnings == (f"block 2 (2, DenseLayer) has no last activation: it is pre-activation but "
+                                        f"cannot be converted to after-activation: {DENSE_LAYER}; nothing erased there",)
+
+
+def test_cli_densenet_erase_and_convert_give_the_same_reason(capsys):
+    code, out, err = run_cli(capsys, "convert", "densenet121", "--to", "after-activation", "--dry-run")
+    assert code == 2 and out == ""
+    assert err == ("error: convert: none of densenet121's 58 pre-activation blocks can be converted to "
+                   f"after-activation: {DENSE_LAYER}\n")
+    code, out, err = run_cli(capsys, "erase", "densenet121", "--proportion", "1.0", "--dry-run")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: the erase plan changes nothing: block 1 (features.denseblock1.denselayer1, "
+                          "DenseLayer) has no last activation: it is pre-activation but cannot be converted to "
+                          f"after-activation: {DENSE_LAYER}; nothing erased there (and 57 more like it); ")

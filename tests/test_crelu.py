@@ -187,3 +187,39 @@ def test_bad_init_and_cli(capsys):
     assert data["changes"][0]["after"] == "CReLU (16 -> 32 channels; widened: layer1.0.conv2 in 16->32)"
     code = main(["crelu", "cifar_resnet20", "--init", "zeros"])
     assert code == 2 and "Invalid value for '--init'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, inner", [("preact_resnet110", ("relu_1",)), ("preact_resnet164", ("relu_1", "relu_2")),
+                                         ("wrn_52_1", ("relu_1",))])
+def test_preactivation_leading_relu_is_never_a_crelu_site(name, inner):
+    with torch.device("meta"):
+        model = rs.create_model(name)
+    _, report = rs.crelu(model, dry_run=True)
+    assert [c.site for c in report.changes] == [f"{b.name}.{r}" for b in report.blocks for r in inner]
+    assert report.warnings == []  # the leading relu (before conv1, also feeding projections) is not a site
+    _, chosen = rs.crelu(model, location="all", blocks="1-2", dry_run=True)
+    assert [c.site for c in chosen.changes] == [f"layer1.{i}.{r}" for i in range(2) for r in inner]
+    assert chosen.warnings == [
+        f"not eligible for CReLU: layer1.{i}.relu (block {i + 1}): it leads a pre-activation block (before its "
+        "first weight layer); seed 002 places CReLU after the first conv (basic block) or the first two convs "
+        "(bottleneck)" for i in range(2)]
+
+
+def test_timm_resnetv2_crelu_after_the_first_two_convs_only():
+    with torch.device("meta"):
+        model = timm.create_model("resnetv2_50")
+    _, report = rs.crelu(model, dry_run=True)
+    assert [c.site for c in report.changes] == [f"{b.name}.{n}.act" for b in report.blocks for n in ("norm2", "norm3")]
+    assert len(report.changes) == 32 and report.warnings == []
+
+
+def test_preactivation_crelu_preserves_the_function():
+    from relu_surgery.models.zoo.preact_resnet import PreActBottleneck, PreActResNet
+    torch.manual_seed(0)
+    model = randomize_bn(PreActResNet(PreActBottleneck, (2, 1), (16, 32), (4, 8), stem_chs=4))
+    x = torch.randn(2, 3, 16, 16)
+    new, report = rs.crelu(model, example_input=x[:1])
+    assert [c.site for c in report.changes] == [
+        "layer1.0.relu_1", "layer1.0.relu_2", "layer1.1.relu_1", "layer1.1.relu_2", "layer2.0.relu_1", "layer2.0.relu_2"]
+    assert tuple(new.get_submodule("layer1.0.conv1").weight.shape) == (4, 4, 1, 1)  # its input was not doubled
+    torch.testing.assert_close(new.eval()(x), model(x), atol=1e-5, rtol=1e-5)

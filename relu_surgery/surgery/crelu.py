@@ -2,9 +2,10 @@
 
 Placement as in seed 002 (Fig. 1): inside residual blocks, never on the identity path; a basic
 block's activation after its first conv, a bottleneck's activations after its first two convs.
-That is ``location="inner"`` (default): every site of a block before its last activation(s).
-``"all"``, ``"first"``, ``"last"`` or a site number choose otherwise (VGG/MLP units have only
-"last" sites).
+That is ``location="inner"`` (default): every site of a block before its last activation(s), after
+its first weight layer. ``"all"``, ``"first"``, ``"last"`` or a site number choose otherwise (VGG/MLP
+units have only "last" sites). A pre-activation block's leading activation (before its first weight
+layer) is never a CReLU site: ``"inner"`` skips it, the other locations list it as not eligible.
 
 The producer keeps its channel count; every consumer weight layer (conv or linear) reached from the
 site through channel-wise ops only (pool, dropout, identity) gets doubled input channels. A site
@@ -48,6 +49,7 @@ from .erase import parse_location, sites_at
 from .layers import CReLU, NormPropConv2d
 from .pipeline import Step, run_rewrite
 from .plan import Plan
+from .regions import BlockRegions
 from .selection import select_blocks, selection_settings
 
 __all__ = ["crelu", "crelu_step", "find_consumers", "widen_input", "INITS"]
@@ -171,6 +173,30 @@ def _crelu_sites(block: Block, location, kinds) -> list[Site]:
     return sites_at(block, location, kinds)
 
 
+def _leads_block(node: fx.Node, region: set, gm: fx.GraphModule) -> bool:
+    """True when no weight layer of the block comes before ``node``: a pre-activation block's leading act.
+
+    ``region``: the nodes of the block's module (empty for a unit of a ``Sequential``, which starts
+    with its weight layer anyway).
+    """
+    if node not in region:
+        return False
+    stack, seen = list(node.all_input_nodes), set()
+    while stack:
+        current = stack.pop()
+        if current in seen or current not in region:
+            continue
+        seen.add(current)
+        if op_role(current, gm) == "weight":
+            return False
+        stack.extend(current.all_input_nodes)
+    return True
+
+
+_LEADING = ("it leads a pre-activation block (before its first weight layer); seed 002 places CReLU after "
+            "the first conv (basic block) or the first two convs (bottleneck)")
+
+
 def _describe(channels: int | None, consumers: list[fx.Node], gm: fx.GraphModule) -> str:
     c = "?" if channels is None else channels
     wide = "?" if channels is None else 2 * channels
@@ -184,10 +210,12 @@ def _plan(analysis: Analysis, settings: dict, location, kinds) -> Plan:
     nodes, book = {n.name: n for n in gm.graph.nodes}, _Book(gm, settings["init"])
     selection = select_blocks(analysis.blocks, settings["proportion"], settings["blocks"], settings["stage"],
                               settings["random"], settings["seed"])
-    chosen = set(selection.indices)
+    chosen, regions = set(selection.indices), BlockRegions(gm, analysis.blocks)
     warnings = []
     for block in (b for b in analysis.blocks if b.index in chosen):
-        sites = _crelu_sites(block, location, kinds)
+        region = set(regions.nodes(block.name))
+        leading = {s.name for s in block.sites if _leads_block(nodes[s.node], region, gm)}
+        sites = [s for s in _crelu_sites(block, location, kinds) if location != "inner" or s.name not in leading]
         if not sites:
             where = "before its last activation" if location == "inner" else f"at location {location}"
             warnings.append(f"block {block.index} ({block.name}, {block.type}) has no {'/'.join(sorted(kinds))} "
@@ -197,6 +225,8 @@ def _plan(analysis: Analysis, settings: dict, location, kinds) -> Plan:
             consumers, reason = find_consumers(gm, node, book.counts)
             if site.kind != "relu":
                 reason = f"it is a {site.kind}, not a ReLU (CReLU is cat(relu(x), relu(-x)))"
+            elif site.name in leading:
+                reason = _LEADING
             if reason:
                 warnings.append(f"not eligible for CReLU: {site.name} (block {block.index}): {reason}")
                 continue

@@ -27,9 +27,11 @@ from ..report.report import Report
 from .actions import RemoveNode, SetModule
 from .builders import composite_act
 from .convert.api import preactivation_prelude
+from .convert.obstacles import cannot_convert, preact_obstacle
 from .edits import activation_input, call_counts, qualified
 from .pipeline import Step, run_rewrite
 from .plan import Plan
+from .regions import BlockRegions
 from .selection import select_blocks, selection_settings
 
 __all__ = ["erase", "erase_step", "sites_at", "parse_location"]
@@ -79,14 +81,15 @@ def _plan(analysis: Analysis, settings: dict, location, kinds) -> Plan:
                               settings["random"], settings["seed"])
     gm = analysis.graph_module
     nodes, counts = {n.name: n for n in gm.graph.nodes}, call_counts(gm)
-    chosen = set(selection.indices)
+    chosen, regions = set(selection.indices), BlockRegions(gm, analysis.blocks)
     changes, warnings, actions, removed = [], [], [], []
     for block in analysis.blocks:
         if block.index not in chosen:
             continue
         sites = sites_at(block, location, kinds)
         if not sites:
-            warnings.append(_nothing_to_erase(block, location, kinds))
+            obstacle = preact_obstacle(gm, block, regions.nodes(block.name)) if location == "last" else None
+            warnings.append(_nothing_to_erase(block, location, kinds, obstacle))
         for site in sites:
             node = nodes[site.node]
             if site.composite:
@@ -113,8 +116,11 @@ _FORM_REASONS = {
 }
 
 
-def _nothing_to_erase(block: Block, location, kinds) -> str:
+def _nothing_to_erase(block: Block, location, kinds, obstacle: str | None = None) -> str:
+    """Why nothing is erased in ``block``; ``obstacle``: why it could not be converted to after-activation."""
     head = f"block {block.index} ({block.name}, {block.type})"
+    if location == "last" and obstacle is not None:  # the words convert uses for the same block
+        return f"{head} has no last activation: it {cannot_convert(obstacle)}; nothing erased there"
     if location == "last" and block.form in _FORM_REASONS:
         return f"{head} has no last activation: it {_FORM_REASONS[block.form]}; nothing erased there"
     what = "last activation" if location == "last" else f"site at location {location}"

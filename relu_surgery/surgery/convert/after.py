@@ -27,6 +27,7 @@ from ..edits import layer_path, parent_scope
 from ..plan import Plan
 from .anatomy import PreActUnit, out_channels, preact_unit
 from .chains import Chain, final_chain, stem_anchor
+from .obstacles import preact_obstacle
 from .planning import PlanBook, find_units, is_composite, module_of
 
 __all__ = ["plan_after"]
@@ -45,7 +46,8 @@ def plan_after(analysis: Analysis) -> Plan:
         ('bn_final', 'RemoveNode')
     """
     gm, blocks = analysis.graph_module, analysis.blocks
-    units, warnings = find_units(analysis, preact_unit, "a pre-activation block", "pre-activation blocks")
+    units, warnings = find_units(analysis, preact_unit, "a pre-activation block", "pre-activation blocks",
+                                 explain=preact_obstacle)
     book = PlanBook(analysis)
     first = units[0]
     anchor = stem_anchor(gm, book.nodes[first.input], blocks)

@@ -6,7 +6,8 @@ small frozen record of node names, or None when the block does not have that sha
 * :class:`PreActUnit` — ``x -> norm -> act (= P) -> conv ... conv -> [+ shortcut] -> add`` and the
   block output is the bare addition (timm ``PreActBottleneck`` / ``PreActBasic``, the zoo's
   pre-activation and Wide ResNets, a user's own BN + ``F.relu`` block). A composite norm+act leaf
-  (timm ``BatchNormAct2d``) is the norm and the act at once.
+  (timm ``BatchNormAct2d``) is the norm and the act at once. The residual branch may end in a
+  squeeze-excitation gate, ``conv(...) * se(conv(...))`` (:func:`gated_input`).
 * :class:`PostActUnit` — ``x -> conv -> norm -> act ... conv -> norm -> add(shortcut) -> act``
   (torchvision / timm ``BasicBlock`` / ``Bottleneck``, the zoo's ``cifar_resnet*``).
 (:mod:`.chains` finds the norm+act runs outside every block: the stem's and the final one.)
@@ -22,8 +23,10 @@ Example:
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
+import torch
 import torch.fx as fx
 
 from ...graph.activations import activation_of
@@ -33,7 +36,7 @@ from ..edits import node_channels
 from ..regions import BlockRegions
 
 __all__ = ["PreActUnit", "PostActUnit", "preact_unit", "postact_unit", "any_preactivation", "walk_back",
-           "out_channels", "in_channels", "identity_readers", "is_composite_node", "node_role"]
+           "out_channels", "in_channels", "identity_readers", "is_composite_node", "node_role", "gated_input"]
 
 
 @dataclass(frozen=True)
@@ -220,13 +223,68 @@ def _lead(x: fx.Node, inside: set, gm: fx.GraphModule) -> tuple[fx.Node | None, 
     return found[0] if len(found) == 1 else None
 
 
-def _classify(operand: fx.Node, sources: tuple, gm: fx.GraphModule):
+def _is_product(node: fx.Node) -> bool:
+    """True for ``a * b`` / ``torch.mul`` / ``a.mul(b)`` with two tensor operands."""
+    if node.op == "call_function" and node.target in (operator.mul, torch.mul):
+        return sum(isinstance(a, fx.Node) for a in node.args[:2]) == 2
+    return node.op == "call_method" and node.target == "mul" and sum(isinstance(a, fx.Node) for a in node.args[:2]) == 2
+
+
+def _computed_from(gate: fx.Node, source: fx.Node, gm: fx.GraphModule, stop: tuple) -> bool:
+    """True when ``gate`` is computed from ``source`` through a weight layer (an excitation branch)."""
+    stack, seen, reached, weighted = [gate], {gate}, False, False
+    while stack:
+        node = stack.pop()
+        weighted = weighted or node_role(node, gm) == "weight"
+        for arg in node.all_input_nodes:
+            if arg is source:
+                reached = True
+            elif arg not in seen and arg not in stop and arg.op != "get_attr":
+                seen.add(arg)
+                stack.append(arg)
+    return reached and weighted
+
+
+def gated_input(node: fx.Node, gm: fx.GraphModule, stop: tuple = ()) -> fx.Node | None:
+    """The tensor ``a`` a gating product ``a * gate(a)`` scales (squeeze-excitation), else None.
+
+    The gate must be computed from ``a`` through a weight layer (pool -> conv -> act -> conv ->
+    sigmoid); the search backwards from the gate ends at the nodes of ``stop``.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> class Gated(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.conv, self.fc = nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 1)
+        ...     def forward(self, x):
+        ...         out = self.conv(x)
+        ...         return out * torch.sigmoid(self.fc(out.mean((2, 3), keepdim=True)))
+        >>> gm = fx.symbolic_trace(Gated())
+        >>> gated_input(list(gm.graph.nodes)[-2], gm).name
+        'conv'
+    """
+    if not _is_product(node):
+        return None
+    a, b = node.args[:2]
+    for scaled, gate in ((a, b), (b, a)):
+        if _computed_from(gate, scaled, gm, stop):
+            return scaled
+    return None
+
+
+def _classify(operand: fx.Node, sources: tuple, gm: fx.GraphModule, gates: bool = False):
     """('identity'|'projection'|'residual', weight, norm) for one operand of the addition.
 
     ``sources`` are the nodes a shortcut may start from (the block input, and for pre-activation
-    blocks also the pre-activated tensor). ``(None, None, None)``: neither shape.
+    blocks also the pre-activated tensor). ``(None, None, None)``: neither shape. With ``gates``
+    a residual branch may end in a gating product (squeeze-excitation): ``conv(...) * se(conv(...))``.
     """
     origin = walk_back(operand, gm, sources)
+    scaled = gated_input(origin, gm, sources) if gates else None
+    if scaled is not None:
+        kind, weight, norm = _classify(scaled, sources, gm)
+        return (kind, weight, norm) if kind == "residual" else (None, None, None)
     if origin in sources:
         return "identity", None, None
     norm = None
@@ -238,11 +296,11 @@ def _classify(operand: fx.Node, sources: tuple, gm: fx.GraphModule):
     return ("projection" if source in sources else "residual"), origin, norm
 
 
-def _parts(add: fx.Node, sources: tuple, gm: fx.GraphModule) -> dict | None:
+def _parts(add: fx.Node, sources: tuple, gm: fx.GraphModule, gates: bool = False) -> dict | None:
     """{'residual': (weight, norm), 'identity'|'projection': (weight, norm)} or None."""
     parts = {}
     for operand in [a for a in add.args[:2] if isinstance(a, fx.Node)]:
-        kind, weight, norm = _classify(operand, sources, gm)
+        kind, weight, norm = _classify(operand, sources, gm, gates)
         if kind is None or kind in parts:
             return None
         parts[kind] = (weight, norm)
@@ -282,7 +340,7 @@ def preact_unit(gm: fx.GraphModule, block: Block, region: list[fx.Node] | None =
     if lead is None or add not in inside or not is_tensor_add(add):
         return None
     norm, act = lead
-    parts = _parts(add, (x, act), gm)
+    parts = _parts(add, (x, act), gm, gates=True)
     if parts is None or parts["residual"][1] is not None:
         return None  # a residual branch that ends in a norm is not a pre-activation unit
     proj, proj_norm = parts.get("projection", (None, None))

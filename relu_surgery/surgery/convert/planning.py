@@ -30,6 +30,7 @@ from ..actions import InsertCall, InsertModule
 from ..edits import Scope, free_path, out_of_place, qualified
 from ..plan import Plan
 from ..regions import BlockRegions
+from .obstacles import cannot_convert, none_convertible
 
 __all__ = ["PlanBook", "module_of", "is_composite", "find_units"]
 
@@ -159,10 +160,12 @@ class PlanBook:
                     norms_moved=tuple(self.moved), norms_removed=tuple(self.removed), added_in_graph_order=True)
 
 
-def find_units(analysis: Analysis, finder, what: str, missing: str) -> tuple[list, list[str]]:
+def find_units(analysis: Analysis, finder, what: str, missing: str, explain=None) -> tuple[list, list[str]]:
     """Anatomies of the blocks ``finder(gm, block, region)`` recognises, and a warning for every other block.
 
-    Raises :class:`NoBlocksError` (``missing``) when there is none.
+    ``explain(gm, block, region)`` may give the reason a rejected block cannot be converted
+    (:func:`~relu_surgery.surgery.convert.obstacles.preact_obstacle`), which its warning and the
+    error then name. Raises :class:`NoBlocksError` (``missing``, or the reasons) when there is no unit.
 
     Example:
         >>> import relu_surgery as rs
@@ -172,14 +175,20 @@ def find_units(analysis: Analysis, finder, what: str, missing: str) -> tuple[lis
         >>> len(units), units[0].act
         (9, 'layer1_0_relu2')
     """
-    units, warnings = [], []
-    regions = BlockRegions(analysis.graph_module, analysis.blocks)
+    units, warnings, obstacles = [], [], []
+    gm, regions = analysis.graph_module, BlockRegions(analysis.graph_module, analysis.blocks)
     for block in analysis.blocks:
-        unit = finder(analysis.graph_module, block, regions.nodes(block.name))
-        if unit is None:
-            warnings.append(f"block {block.index} ({block.name}, {block.type}) is not {what}: left as is")
-        else:
+        region = regions.nodes(block.name)
+        unit = finder(gm, block, region)
+        reason = explain(gm, block, region) if unit is None and explain is not None else None
+        if unit is not None:
             units.append(unit)
+        elif reason is not None:
+            obstacles.append((block, reason))
+            warnings.append(f"block {block.index} ({block.name}, {block.type}) {cannot_convert(reason)}: left as is")
+        else:
+            warnings.append(f"block {block.index} ({block.name}, {block.type}) is not {what}: left as is")
     if not units:
-        raise NoBlocksError(f"convert: {analysis.label} has no {missing}")
+        raise NoBlocksError(none_convertible(analysis.label, obstacles) if obstacles else
+                            f"convert: {analysis.label} has no {missing}")
     return units, warnings

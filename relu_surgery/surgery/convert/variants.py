@@ -24,6 +24,7 @@ from ..builders import describe
 from ..edits import qualified
 from ..plan import Plan
 from .anatomy import PostActUnit, any_preactivation, postact_unit
+from .obstacles import first_obstacle
 from .planning import PlanBook, find_units
 
 __all__ = ["plan_bn_after_add", "plan_relu_before_add"]
@@ -37,6 +38,8 @@ def _units(analysis: Analysis, need_norm: bool) -> tuple[list[PostActUnit], list
     missing = "after-activation residual blocks" + (" with a norm after the last conv" if need_norm else "")
     if any_preactivation(analysis.graph_module, analysis.blocks):
         missing += " (its blocks are pre-activation: convert to after-activation first)"
+    elif (obstacle := first_obstacle(analysis.graph_module, analysis.blocks)) is not None:
+        missing += f" (its blocks are pre-activation and cannot be converted to after-activation: {obstacle})"
     return find_units(analysis, finder, "an after-activation residual block", missing)
 
 
