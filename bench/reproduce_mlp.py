@@ -32,6 +32,8 @@ Usage:
 Every run lives in ``--work-dir`` (default: a folder under the system temp dir named after the
 output); a finished run there is reused (marked ``"reused": true``) and an interrupted one
 resumed, so a killed benchmark continues where it stopped. ``--fresh`` discards them first.
+``--merge EARLIER.json`` adds the runs of other seeds from an earlier result of the same settings
+(a seed trained on another day, after its run directories were gone).
 Weights and checkpoints are deleted after each finished run unless ``--keep-weights``.
 """
 
@@ -226,6 +228,19 @@ def erased_units(model: torch.nn.Module, proportion: float) -> tuple[torch.nn.Mo
     return new, blocks, left
 
 
+def merged_runs(path: str, config: TrainConfig, dropout: float, seeds: list[int]) -> dict[float, list[dict]]:
+    """Runs of an earlier result JSON to merge, per proportion: those of seeds not in ``seeds``.
+
+    Refuses (exit 2, one line) a file trained with other settings (runtime fields aside) or dropout."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    saved, mine = doc["settings"]["train_config"], config.to_dict()
+    differ = sorted(k for k in mine if k not in RUNTIME_FIELDS and k != "seed" and saved.get(k) != mine[k])
+    if differ or doc["settings"].get("dropout") != dropout:
+        raise SystemExit(f"error: {path} was trained with other settings ({', '.join(differ) or 'dropout'}); not merged")
+    return {r["proportion"]: [{**run, "merged_from": path, "reused": True} for run in r["runs"] if run["seed"] not in seeds]
+            for r in doc["results"]}
+
+
 def build(seed: int, proportion: float, dropout: float) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = rs.create_model("mlp12", num_classes=10, in_chans=1, input_size=(28, 28), dropout=dropout)
@@ -314,6 +329,8 @@ def main() -> None:
     parser.add_argument("--work-dir", help="run directories (default: under the system temp dir)")
     parser.add_argument("--fresh", action="store_true", help="discard earlier runs in the work dir first")
     parser.add_argument("--keep-weights", action="store_true", help="keep each run's weights and checkpoint")
+    parser.add_argument("--merge", help="an earlier result JSON of the same settings: its runs of other seeds join "
+                                        "this one's (each marked merged_from), e.g. to add a seed later")
     args = parser.parse_args()
 
     t_start = time.perf_counter()
@@ -339,13 +356,15 @@ def main() -> None:
         limit_train=size["train_limit"] or None, limit_test=size["test_limit"] or None,
         device=str(device), amp="auto", progress=False,
     )
+    earlier = merged_runs(args.merge, config, args.dropout, args.seeds) if args.merge else {}
+    n_seeds = len(set(args.seeds) | {r["seed"] for runs in earlier.values() for r in runs})
     n_train = size["train_limit"] or MNIST_TRAIN
     n_test = size["test_limit"] or 10000
     desc = (f"MLP-12 (mlp12, dropout {args.dropout}) on MNIST: train on "
             f"{'all 60,000' if n_train == MNIST_TRAIN else f'the first {n_train:,} of 60,000'} training images, "
             f"{size['epochs']} epoch(s), batch {args.batch_size}, SGD m=0.9 lr {args.lr} wd {args.weight_decay} "
             f"({args.schedule}{' /10 at 50%,75%' if args.schedule == 'step' else ''}), no augmentation; "
-            f"test on {n_test:,} test images; {len(args.seeds)} seed(s); device {device}, "
+            f"test on {n_test:,} test images; {n_seeds} seed(s); device {device}, "
             f"{torch.get_num_threads()} thread(s)")
     print(desc, flush=True)
     print(f"work dir: {work}", flush=True)
@@ -362,6 +381,7 @@ def main() -> None:
                                   {"name": "mlp12", "dropout": args.dropout, "erase_proportion": p,
                                    "erased_units": blocks}, args.keep_weights))
             print(f"[{label}] final test error {runs[-1]['test_top1_err']:.2f}%", flush=True)
+        runs = sorted(earlier.get(p, []) + runs, key=lambda r: r["seed"])
         errs = [r["test_top1_err"] for r in runs]
         m, s = mean_std(errs)
         tm, ts = mean_std([r["train_top1_err"] for r in runs])
@@ -389,7 +409,8 @@ def main() -> None:
         "settings": {
             "model": "mlp12", "dropout": args.dropout, "dataset": "mnist", "data_dir": str(data_dir),
             "train_limit": size["train_limit"] or None, "train_images": n_train, "test_images": n_test,
-            "epochs": size["epochs"], "seeds": args.seeds, "proportions": args.proportions,
+            "epochs": size["epochs"], "seeds": sorted({r["seed"] for p in results for r in p["runs"]}),
+            "proportions": args.proportions,
             "selection": "uniform (paper's rule; relu_surgery.erase random=False)", "location": "last",
             "error_std": "sample standard deviation over seeds (n-1)",
             "train_error_note": "running training error of the last epoch, in training mode (dropout on)",
@@ -401,6 +422,7 @@ def main() -> None:
                      "runs marked reused were trained by an earlier invocation into the same work dir",
         "runs_seconds_total": sum(r["train_seconds"] for p in results for r in p["runs"]),
         "runs_reused": sum(r["reused"] for p in results for r in p["runs"]),
+        "runs_merged": sum("merged_from" in r for p in results for r in p["runs"]),
         "work_dir": str(work),
         "results": results,
         "table_markdown": table,

@@ -75,3 +75,84 @@ class AttnNet(nn.Module):
         self.fc = nn.Linear(8, 10)
     def forward(self, x):
         return self.fc(self.stage(torch.relu(self.stem(x))).mean((2, 3)))
+
+
+class Residual(nn.Module):  # a wrapper adding its input: iFormer's / ConvMixer's ``Residual``
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+    def forward(self, x):
+        return self.fn(x) + x
+
+class Wrapped(nn.Module):  # iFormer's ConvBlock: its forward only calls its Residual
+    def __init__(self, ch):
+        super().__init__()
+        self.mixer = Residual(nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1), nn.BatchNorm2d(ch), nn.ReLU()))
+    def forward(self, x):
+        return self.mixer(x)
+
+class WrapNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.blocks = nn.Sequential(Wrapped(8), Wrapped(8))
+    def forward(self, x):
+        return self.blocks(self.stem(x))
+
+def mixer_net(ch=8, depth=3):  # ConvMixer: Sequential(Residual(depthwise, act, bn), pointwise, act, bn) per block
+    return nn.Sequential(
+        nn.Conv2d(3, ch, 2, stride=2), nn.ReLU(), nn.BatchNorm2d(ch),
+        nn.Sequential(*[nn.Sequential(
+            Residual(nn.Sequential(nn.Conv2d(ch, ch, 3, groups=ch, padding=1), nn.ReLU(), nn.BatchNorm2d(ch))),
+            nn.Conv2d(ch, ch, 1), nn.ReLU(), nn.BatchNorm2d(ch)) for _ in range(depth)]),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ch, 10))
+
+class SqueezeExcite(nn.Module):  # x * sigmoid(fc(mean(x))): a gate, not a layer on the data path
+    def __init__(self, ch):
+        super().__init__()
+        self.fc = nn.Conv2d(ch, ch, 1)
+    def forward(self, x):
+        return x * torch.sigmoid(self.fc(x.mean((2, 3), keepdim=True)))
+
+class SepConv(nn.Module):  # LCNet's DepthwiseSeparableConv: no residual; an SE in some of them
+    def __init__(self, ch, se=False):
+        super().__init__()
+        self.dw = nn.Conv2d(ch, ch, 3, padding=1, groups=ch); self.bn1 = nn.BatchNorm2d(ch)
+        self.se = SqueezeExcite(ch) if se else nn.Identity()
+        self.pw = nn.Conv2d(ch, ch, 1); self.bn2 = nn.BatchNorm2d(ch)
+    def forward(self, x):
+        x = self.se(F.relu(self.bn1(self.dw(x))))
+        return F.relu(self.bn2(self.pw(x)))
+
+class SepNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.blocks = nn.Sequential(nn.Sequential(SepConv(8), SepConv(8)), nn.Sequential(SepConv(8, True), SepConv(8, True)))
+    def forward(self, x):
+        return self.blocks(self.stem(x))
+
+class GatedOut(nn.Module):  # VoVNet's eSE after the last ReLU, then a shortcut
+    def __init__(self, ch):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1); self.bn = nn.BatchNorm2d(ch)
+        self.ese = SqueezeExcite(ch)
+    def forward(self, x):
+        return self.ese(F.relu(self.bn(self.conv(x)))) + x
+
+class InceptionMixer(nn.Module):  # InceptionNeXt's token mixer: a registered ``Inception*`` type
+    def __init__(self, ch):
+        super().__init__()
+        self.a = nn.Conv2d(ch // 2, ch // 2, 3, padding=1, groups=ch // 2)
+        self.b = nn.Conv2d(ch // 2, ch // 2, 1)
+    def forward(self, x):
+        x1, x2 = x.chunk(2, dim=1)
+        return torch.cat([self.a(x1), self.b(x2)], dim=1)
+
+class MetaNeXt(nn.Module):  # InceptionNeXt's block: mixer, norm, MLP, plus the shortcut
+    def __init__(self, ch):
+        super().__init__()
+        self.token_mixer = InceptionMixer(ch); self.norm = nn.BatchNorm2d(ch)
+        self.fc1 = nn.Conv2d(ch, 2 * ch, 1); self.fc2 = nn.Conv2d(2 * ch, ch, 1)
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(self.norm(self.token_mixer(x))))) + x

@@ -57,6 +57,30 @@ EXACT = [
                         *[f"stages.2.blocks.{i}" for i in range(14)], "stages.3.downsample",
                         "stages.3.blocks.0", "stages.3.blocks.1"],
      {"stages.0.blocks.0": "RepViTBlock", "stages.1.downsample": "RepVitDownsample"}, []),
+    # a container of one residual plus its pointwise layers; a wrapper only calling its residual
+    ("timm:convmixer_768_32", [f"blocks.{i}" for i in range(32)], {"blocks.0": "Sequential"}, []),
+    ("timm:iformer_t", [*_staged("stages.", [2, 2], ".blocks"), *[f"stages.2.blocks.{i}" for i in range(16)],
+                        *[f"stages.3.blocks.{i}" for i in range(6)]],
+     {"stages.0.blocks.0": "ConvBlock", "stages.2.blocks.6": "RepCPE", "stages.3.blocks.4": "SHMABlock",
+      "stages.3.blocks.5": "FFN"}, []),
+    # a residual block owns its Inception* token mixer
+    ("timm:inception_next_atto", _staged("stages.", [2, 2, 6, 2], ".blocks"), {"stages.0.blocks.0": "MetaNeXtBlock"},
+     []),
+    # a repeated class wins over the squeeze-excitation inside some of its modules
+    ("timm:lcnet_050", ["blocks.0.0", *_staged("blocks.", [0, 2, 2, 2, 4, 2])[0:]],
+     {"blocks.5.0": "DepthwiseSeparableConv"}, ["blocks.0.0.bn2.act", *[f"{n}.bn2.act" for n in _staged(
+         "blocks.", [0, 2, 2, 2, 4, 2])]]),
+    ("timm:test_efficientnet", [f"blocks.{i}.0" for i in range(5)],
+     {"blocks.0.0": "ConvBnAct", "blocks.1.0": "EdgeResidual", "blocks.3.0": "InvertedResidual"},
+     ["blocks.0.0.bn1.act"]),
+    # VoVNet's OSA block around its conv_mid's cat; its last ReLU is before the eSE gate
+    ("timm:vovnet39a", ["stages.0.blocks.0", "stages.1.blocks.0", *_staged("stages.", [0, 0, 2, 2], ".blocks")],
+     {"stages.0.blocks.0": "OsaBlock"}, None),
+    ("timm:ese_vovnet19b_dw", [f"stages.{s}.blocks.0" for s in range(4)], {"stages.0.blocks.0": "OsaBlock"},
+     [f"stages.{s}.blocks.0.conv_concat.bn.act" for s in range(4)]),
+    # stage siblings first, then every module of a block's class (the downsampling ResidualBlocks)
+    ("timm:lowformer_b0", ["stages.0.0", "stages.1.0", *_staged("stages.", [0, 0, 4, 5])],
+     {"stages.2.0": "ResidualBlock", "stages.2.1": "LowFormerBlock"}, None),
 ]
 
 
@@ -118,3 +142,72 @@ def test_last_must_hold_on_every_path_preact_shortcut():
     assert first.form == "pre-activation" and first.last_sites == ()
     assert [(s.name, s.location) for s in first.sites] == [("layer1.0.relu", "first"), ("layer1.0.relu_1", "middle")]
     assert {b.form for b in blocks} == {"pre-activation"}
+
+
+def test_a_module_that_only_calls_its_residual_is_the_block():
+    blocks = rs.find_blocks(user.WrapNet(), X)
+    assert [(b.name, b.type, b.rule) for b in blocks] == [
+        ("blocks.0", "Wrapped", "residual (wrapped in Wrapped)"), ("blocks.1", "Wrapped", "residual (wrapped in Wrapped)")]
+
+
+def test_a_container_of_one_residual_and_its_pointwise_layers_is_the_block():
+    blocks = rs.find_blocks(user.mixer_net(), X)
+    assert [(b.name, b.type) for b in blocks] == [(f"3.{i}", "Sequential") for i in range(3)]
+    assert [[(s.name, s.location) for s in b.sites] for b in blocks][0] == [("3.0.0.fn.1", "first"), ("3.0.2", "middle")]
+    plain = nn_sequential_stage()
+    assert [b.name for b in rs.find_blocks(plain, X)] == ["1.0", "1.1"]  # a stage of two blocks stays a stage
+
+
+def nn_sequential_stage():
+    ch = 8
+    return torch.nn.Sequential(torch.nn.Conv2d(3, ch, 3, padding=1), torch.nn.Sequential(
+        user.Residual(torch.nn.Sequential(torch.nn.Conv2d(ch, ch, 3, padding=1), torch.nn.ReLU())),
+        user.Residual(torch.nn.Sequential(torch.nn.Conv2d(ch, ch, 3, padding=1), torch.nn.ReLU())),
+        torch.nn.Conv2d(ch, ch, 1)))
+
+
+def test_a_repeated_class_holding_one_squeeze_excitation_wins_over_it():
+    blocks = rs.find_blocks(user.SepNet(), X)
+    assert [(b.name, b.type) for b in blocks] == [(f"blocks.{s}.{i}", "SepConv") for s in range(2) for i in range(2)]
+    assert [s.name for s in blocks[2].last_sites] == ["blocks.1.0.relu_1"]
+
+
+def test_a_relu_scaled_by_a_sigmoid_gate_is_last():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), user.GatedOut(8), user.GatedOut(8))
+    blocks = rs.find_blocks(net, X)
+    assert [(b.name, b.form) for b in blocks] == [("1", "after-activation"), ("2", "after-activation")]
+    assert [(s.name, s.location) for s in blocks[0].sites] == [("1.relu", "last"), ("1.ese.sigmoid", "first")]
+    _, report = rs.erase(net, proportion=1.0, example_input=X)
+    assert [c.site for c in report.changes] == ["1.relu", "2.relu"]
+
+
+def test_a_residual_block_owns_its_inception_token_mixer():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), user.MetaNeXt(8), user.MetaNeXt(8))
+    assert [(b.name, b.type, b.rule) for b in rs.find_blocks(net, X)] == [
+        ("1", "MetaNeXt", "residual"), ("2", "MetaNeXt", "residual")]
+
+
+class DenseOnTensors(torch.nn.Module):
+    """torchvision's _DenseLayer called on a tensor: under tracing its ``isinstance(x, Tensor)`` is False."""
+
+    def __init__(self):
+        super().__init__()
+        from torchvision.models.densenet import _DenseLayer
+
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.a, self.b = _DenseLayer(8, 4, 2, 0.0), _DenseLayer(8, 4, 2, 0.0)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return torch.cat([self.a(x), self.b(x)], 1)
+
+
+def test_a_layer_whose_trace_takes_the_list_branch_becomes_a_leaf():
+    from relu_surgery.graph.tracing import trace
+
+    traced = trace(DenseOnTensors())
+    assert sorted(traced.leaves) == ["a", "b"] and "cat() of a single tensor" in traced.leaves["a"]
+    assert [(b.name, b.form) for b in rs.find_blocks(DenseOnTensors(), X)] == [("a", "opaque"), ("b", "opaque")]
+    model = DenseOnTensors().eval()
+    new, _ = rs.erase(model, proportion=1.0, example_input=X)
+    assert torch.allclose(new(X), model(X))  # the traced model runs and computes the same

@@ -178,6 +178,32 @@ def test_parallel_branches_are_documented_finer():
     assert result["outcome"] == "finer" and result["reason_class"] == "parallel branches per stage child"
 
 
+class RepUnit(nn.Module):
+    """MobileOne-like: one class, a 3x3 + 1x1 version (two weight layers) or a 1x1-only one (one)."""
+
+    def __init__(self, two: bool):
+        super().__init__()
+        self.kxk = nn.Conv2d(4, 4, 3, padding=1)
+        self.scale = nn.Conv2d(4, 4, 1) if two else None
+        self.act = nn.ReLU()
+
+
+def test_children_of_a_block_class_are_blocks():
+    stage = nn.Sequential(RepUnit(True), RepUnit(False), RepUnit(True), nn.Conv2d(4, 4, 1),
+                          nn.Sequential(nn.Conv2d(4, 4, 1), nn.ReLU()))
+    names = [n for n, _ in cov._block_children("s", stage)]
+    assert names == ["s.0", "s.1", "s.2"]  # the one-conv RepUnit too; not the plain conv or conv-act Sequential
+    assert [n for n, _ in cov._block_children("s", nn.Sequential(RepUnit(False), RepUnit(False)))] == []
+
+
+def test_an_erasure_that_changes_nothing_is_no_op_not_wrong():
+    before = {"a": (0.0, 2.0), "b": (0.0, 2.0), "c": (-1.0, 2.0)}
+    after = {"a": (0.0, 2.0), "b": (0.0, 3.0), "c": (-1.0, 2.0)}
+    wrong, na = cov.check_rewrites([("a.act", "a"), ("b.act", "b"), ("c.act", "c")], before, after)
+    assert wrong == [["b.act", "b", 0.0, 0.0], ["c.act", "c", -1.0, -1.0]]  # changed yet >= 0; was < 0 before
+    assert na == [["a.act", "no-op erasure: the block output is unchanged (the ReLU's input was already >= 0)"]]
+
+
 def test_no_feature_info_and_nothing_named():
     assert cov.oracle_stages(nn.Sequential(nn.Conv2d(3, 4, 3))) == ({}, "no feature_info")
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())

@@ -36,10 +36,12 @@ Example:
 from __future__ import annotations
 
 import fnmatch
+import operator
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+import torch
 import torch.fx as fx
 import torch.nn as nn
 
@@ -214,6 +216,8 @@ class _Graph:
 def _tensor_operands(node: fx.Node) -> list[fx.Node]:
     if is_cat(node):
         seq = node.args[0] if node.args else node.kwargs.get("tensors", ())
+        if isinstance(seq, fx.Node):  # cat of one traced tensor (torchvision's _DenseLayer called on a tensor)
+            return [seq]
         return [a for a in seq if isinstance(a, fx.Node)]
     return [a for a in node.args[:2] if isinstance(a, fx.Node)]
 
@@ -296,17 +300,81 @@ def _structural_candidates(g: _Graph) -> tuple[dict[str, str], list[tuple[fx.Nod
     cands = {**_opaque_homes(g), **owners, **typed}
     for path in [p for p in cands if any(fnmatch.fnmatchcase(g.class_name(p), x) for x in NOT_BLOCK_PATTERNS)]:
         del cands[path]
-    chosen = {p: cands[p] for p in _choose(g, cands, set(typed))}
+    chosen = {p: cands[p] for p in _choose(g, cands, set())}
     if chosen:
-        _same_type(g, chosen)
-        _stage_siblings(g, chosen)
+        _complete(g, chosen)
+        chosen = _widen(g, chosen)
     return chosen, loose
+
+
+def _complete(g: _Graph, chosen: dict[str, str]) -> None:
+    """Add the blocks the first rules imply: modules of a block's class and a first stage's units."""
+    _same_type(g, chosen)
+    _stage_siblings(g, chosen)
+    _same_type(g, chosen)
+
+
+def _widen(g: _Graph, chosen: dict[str, str]) -> dict[str, str]:
+    """Each block as its outermost wrapper. A module holding one block as a direct child, when
+    every module of its class (two or more) does so: iFormer's ``ConvBlock`` whose ``forward`` only
+    calls its ``Residual``, VoVNet's ``OsaBlock`` around the ``cat`` of its ``conv_mid`` (then its
+    concat conv and attention); not a stage that happens to hold one block. Or a container running
+    one block and then plain layers, when every sibling container holding a block is built the
+    same way (ConvMixer's ``Sequential(Residual(depthwise), pointwise conv, act, norm)``)."""
+    out: dict[str, str] = {}
+    held: dict[str, list[str]] = {}
+    for p in chosen:
+        for a in g.scope_ancestors(p):
+            held.setdefault(a, []).append(p)
+
+    def wraps(a: str, q: str) -> bool:
+        return _parent(q) == a and not g.is_container(a) and held.get(a) == [q]
+
+    wrappers: dict[str, list[bool]] = {}  # class -> per module of it: wraps exactly one block
+    for a in g.regions:
+        if a not in g.leaf_targets and not g.is_container(a):
+            wrappers.setdefault(g.types[a], []).append(len(held.get(a, ())) == 1 and wraps(a, held[a][0]))
+    uniform = {cls for cls, each in wrappers.items() if len(each) >= 2 and all(each)}
+    for p, rule in chosen.items():
+        q = p
+        for a in reversed(g.scope_ancestors(p)):
+            if a in g.leaf_targets or len(held.get(a, ())) != 1:
+                break
+            if wraps(a, q) and g.types[a] in uniform:
+                q = a
+            elif g.is_container(a) and _block_then_layers(g, a, q) and _uniform_siblings(g, a, held):
+                q = a
+            else:
+                break
+        out[q] = rule if q == p else f"{rule} (wrapped in {g.class_name(q)})"
+    return out
+
+
+def _block_then_layers(g: _Graph, container: str, block: str) -> bool:
+    """Whether ``container`` runs ``block`` first and then plain layers (leaf children, a weight layer among them)."""
+    mine = g.region_sets[block]
+    rest = [n for n in g.regions[container] if n not in mine]
+    if not any(g.roles[n] == "weight" for n in rest):
+        return False
+    scopes = [n.meta.get("rs_scope", ()) for n in rest]
+    if not all(sc and sc[-1] in g.leaf_targets and _parent(sc[-1]) == container for sc in scopes):
+        return False
+    order = {n: i for i, n in enumerate(g.nodes)}
+    end = max(order[n] for n in mine)
+    return all(order[n] > end for n in rest)
+
+
+def _uniform_siblings(g: _Graph, container: str, held: dict[str, list[str]]) -> bool:
+    """Whether the container children of ``container``'s parent that hold blocks hold one each (two or more such)."""
+    parent = _parent(container)
+    peers = [p for p in held if p != parent and _parent(p) == parent and g.is_container(p)]
+    return len(peers) >= 2 and all(len(held[p]) == 1 for p in peers)
 
 
 def _same_type(g: _Graph, chosen: dict[str, str]) -> None:
     """Every module of a block's class is a block (MobileNetV2's non-residual inverted residuals),
     unless it holds or sits inside a block."""
-    first = {g.types[p]: p for p in sorted(chosen, key=len, reverse=True)}
+    first = {g.types[p]: p for p in sorted(chosen, key=len, reverse=True) if not g.is_container(p)}
     for path in g.regions:
         ref = first.get(g.types[path])
         if ref is None or path in chosen or path in g.leaf_targets or any(path.startswith(c + ".") for c in chosen):
@@ -372,13 +440,25 @@ def _has(g: _Graph, path: str, role: str, outside: str | None = None) -> bool:
 
 
 def _repeated_classes(g: _Graph) -> list[str]:
+    """Custom classes used twice or more with a weight layer and an activation. Of two nested
+    classes the inner one wins when some outer module holds two or more of it (a stage of blocks),
+    the outer one when each holds at most one (a block with a squeeze-excitation part)."""
     by_class: dict[str, list[str]] = {}
     for path in g.regions:
         if g.types[path].startswith("torch.nn.") or path in g.leaf_targets:
             continue
         if _has(g, path, "weight") and _has(g, path, "activation"):
             by_class.setdefault(g.types[path], []).append(path)
-    return _innermost(p for paths in by_class.values() if len(paths) >= 2 for p in paths)
+    paths = [p for ps in by_class.values() if len(ps) >= 2 for p in ps]
+    held: dict[tuple[str, str], Counter] = {}
+    for p in paths:
+        for a in _ancestors(p):
+            if a in g.types and g.types[a] in by_class and len(by_class[g.types[a]]) >= 2:
+                held.setdefault((g.types[a], g.types[p]), Counter())[a] += 1
+    parts = {inner for (outer, inner), counts in held.items() if max(counts.values()) == 1}
+    stages = {outer for (outer, inner), counts in held.items() if max(counts.values()) >= 2}
+    keep = [p for p in paths if g.types[p] not in parts or g.types[p] in stages]
+    return _innermost(keep)
 
 
 def _stage_of(path: str) -> str | None:
@@ -452,6 +532,45 @@ def _virtual_regions(g: _Graph, loose: list[tuple[fx.Node, str]], blocks: dict[s
     return out
 
 
+_GATE_KINDS = ("sigmoid", "hardsigmoid")
+
+
+def _gate_product(g: _Graph, node: fx.Node) -> fx.Node | None:
+    """The gate operand when ``node`` is ``x * gate`` with ``gate`` a sigmoid's output (in [0, 1]), else None."""
+    if not ((node.op == "call_function" and node.target in (operator.mul, torch.mul))
+            or (node.op == "call_method" and node.target in ("mul", "mul_"))):
+        return None
+    ops = [a for a in node.args[:2] if isinstance(a, fx.Node)]
+    if len(ops) != 2:
+        return None
+    gates = [a for a in ops if _is_gate(g, a)]
+    return gates[-1] if len(gates) == 1 else None
+
+
+_SHAPE_METHODS = ("view", "reshape", "expand", "expand_as", "unsqueeze", "squeeze", "flatten", "permute",
+                  "transpose", "contiguous")
+
+
+def _shape_reference(node: fx.Node, arg: fx.Node) -> bool:
+    """Whether ``node`` uses ``arg`` only for its shape (``x.shape``, ``x.size()``, ``y.expand_as(x)``)."""
+    if (node.op == "call_function" and node.target is getattr) or (
+            node.op == "call_method" and node.target in ("size", "dim")):
+        return True
+    return (node.op == "call_method" and node.target in ("expand_as", "view_as", "reshape_as", "type_as")
+            and len(node.args) > 1 and node.args[0] is not arg)
+
+
+def _is_gate(g: _Graph, node: fx.Node) -> bool:
+    """Whether ``node`` is a sigmoid's output, possibly reshaped / broadcast (ECA's ``y.view(...).expand_as(x)``)."""
+    while True:
+        if g.roles[node] == "activation":
+            return activation_of(node, g.gm).kind in _GATE_KINDS
+        if node.op == "call_method" and node.target in _SHAPE_METHODS and isinstance(node.args[0], fx.Node):
+            node = node.args[0]
+        else:
+            return False
+
+
 def _form(g: _Graph, region: _Region, sites: tuple[Site, ...]) -> str:
     """after-activation / pre-activation / linear-output / no-activation (see Block.form)."""
     if region.name in g.opaque:
@@ -482,22 +601,45 @@ def _sites(g: _Graph, region: _Region) -> tuple[Site, ...]:
     outputs = {n for n in region.nodes if any(u not in inside for u in n.users)}
     acts = [n for n in region.nodes if g.roles[n] == "activation"]
 
+    def gate_branch(head: fx.Node, data: set) -> bool:
+        """Whether every path from ``head`` ends as the gate operand of a gating product (SE)."""
+        stack, seen = [head], {head}
+        while stack:
+            n = stack.pop()
+            if n in outputs:
+                return False
+            for u in n.users:
+                if u not in inside:
+                    return False
+                if u in seen or _shape_reference(u, n):
+                    continue
+                if _gate_product(g, u) is n and u in data:
+                    continue
+                if u in data:
+                    return False
+                seen.add(u)
+                stack.append(u)
+        return True
+
     def reaches_output(start: fx.Node) -> bool:
         """Whether the block output follows from ``start`` through no weight, norm or activation on
-        any path (a pre-activation shortcut of ``start`` alone does not make it last)."""
-        stack, seen, leaves = [start], {start}, False
+        any path (a pre-activation shortcut of ``start`` alone does not make it last). A product
+        with a sigmoid gate passes ``start`` on, and the gate's own branch (squeeze-excitation:
+        pool, convs, sigmoid) is not a path to the output."""
+        data, stack, leaves, side = {start}, [start], False, []
         while stack:
             n = stack.pop()
             leaves = leaves or n in outputs
             for u in n.users:
-                if u not in inside or u in seen:
+                if u not in inside or u in data or _shape_reference(u, n):
                     continue
-                if g.roles[u] in ("weight", "norm", "activation"):
-                    return False
-                seen.add(u)
-                if g.roles[u] in _PASS_ROLES:
+                gate = _gate_product(g, u)
+                if g.roles[u] in _PASS_ROLES or (gate is not None and gate is not n):
+                    data.add(u)
                     stack.append(u)
-        return leaves
+                elif g.roles[u] in ("weight", "norm", "activation"):
+                    side.append(u)
+        return leaves and all(gate_branch(u, data) for u in side)
 
     sites, first_taken = [], False
     for i, node in enumerate(acts, start=1):
@@ -538,9 +680,10 @@ def discover_blocks(traced: TracedModel, spec: BlockSpec | None = None) -> list[
             order = {n: i for i, n in enumerate(g.nodes)}
             regions.sort(key=lambda r: order[r.nodes[0]])
         else:
-            repeated = _repeated_classes(g)
+            repeated = {p: "repeated class" for p in _repeated_classes(g)}
             if repeated:
-                regions = _module_regions(g, repeated, {p: "repeated class" for p in repeated})
+                _complete(g, repeated)
+                regions = _module_regions(g, list(repeated), repeated)
             else:
                 regions = _unit_regions(g)
     blocks = []

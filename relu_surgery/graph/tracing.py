@@ -25,10 +25,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 import torch.fx as fx
 import torch.nn as nn
 
 from .activations import is_norm_act_layer, module_activation_kind, submodule
+from .ops import NORM_TYPES, WEIGHT_TYPES
 from ..errors import TraceError
 from .provenance import provenance_of
 
@@ -80,10 +82,27 @@ class ScopeTracer(fx.Tracer):
             self.rs_types.pop()
 
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
+        if kind == "call_function" and target in (torch.cat, torch.concat, torch.stack) and args \
+                and _surely_a_tensor(args[0]):
+            # ``torch.cat(x)`` of one tensor: a type check on a traced value (``isinstance(x, Tensor)``,
+            # torchvision's _DenseLayer) took the wrong branch; the module becomes a leaf
+            raise TypeError(f"{getattr(target, '__name__', target)}() of a single tensor: the trace took a "
+                            "branch meant for a list (an isinstance check on a traced value)")
         node = super().create_node(kind, target, args, kwargs, name, type_expr)
+        if kind == "call_module":
+            layer = self.root.get_submodule(target)
+            node.meta["rs_tensor"] = isinstance(layer, _TENSOR_LAYERS) or module_activation_kind(layer) is not None
         node.meta["rs_scope"] = tuple(self.rs_scope)
         node.meta["rs_scope_types"] = tuple(self.rs_types)
         return node
+
+
+_TENSOR_LAYERS = tuple(t for t in WEIGHT_TYPES if t is not nn.MultiheadAttention) + NORM_TYPES
+
+
+def _surely_a_tensor(arg) -> bool:
+    """Whether a traced argument is certainly one tensor: a conv / linear / norm / activation leaf's output."""
+    return isinstance(arg, fx.Node) and arg.meta.get("rs_tensor", False)
 
 
 @dataclass
