@@ -58,6 +58,26 @@ def _alarm(signum, frame):
     raise _Timeout()
 
 
+# In-place ops that keep a tensor's shape: weight initialisation on the meta device (no data to
+# write) returns its tensor at once instead of running torch's Python reference implementations.
+_INIT_OPS = frozenset({
+    "normal_", "uniform_", "trunc_normal_", "clamp_", "clamp_min_", "clamp_max_", "fill_", "zero_", "erfinv_",
+    "mul_", "add_", "sub_", "div_", "copy_", "exponential_", "bernoulli_", "log_normal_", "random_", "sqrt_",
+    "abs_", "neg_", "exp_", "log_", "orthogonal_", "kaiming_normal_", "kaiming_uniform_", "xavier_normal_",
+    "xavier_uniform_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+})
+
+
+class _MetaInit(torch.overrides.TorchFunctionMode):
+    """Skip the value-only work of building a model on the meta device (its weights hold no data)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in _INIT_OPS and args and isinstance(args[0], torch.Tensor) \
+                and args[0].is_meta:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
 def _build(source: str, name: str):
     """The model on the meta device; on the CPU when its builder computes with tensors (torchvision RegNet)."""
     import torch
@@ -66,7 +86,7 @@ def _build(source: str, name: str):
 
     prefix = "timm:" if source == "timm" else "tv:"
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _MetaInit():
             return create_model(prefix + name), "meta"
     except NotImplementedError:  # "Cannot copy out of meta tensor": build for real
         return create_model(prefix + name), "cpu"

@@ -398,3 +398,17 @@ def test_summary_counts_and_prints(capsys):
     import json
 
     assert json.loads(text)["models"] == rows and len(text.splitlines()) > len(rows)
+
+
+def test_meta_builds_skip_initialisation_but_keep_the_structure():
+    import timm
+
+    with torch.device("meta"):
+        plain = timm.create_model("resnet18")
+    fast, device = cov._build("timm", "resnet18")
+    assert device == "meta" and all(p.is_meta for p in fast.parameters())
+    assert [(n, tuple(p.shape)) for n, p in fast.named_parameters()] == \
+        [(n, tuple(p.shape)) for n, p in plain.named_parameters()]
+    with cov._MetaInit():  # real tensors are initialised as usual
+        w = torch.zeros(3).normal_()
+    assert w.abs().sum() > 0

@@ -8,21 +8,27 @@ Discovery, in order (the first rule that finds anything decides):
    weighted branches (Inception); a module of a registered block type (``Inception*``, dense
    layers); a module holding an untraceable leaf of a repeated class (the leaf sits inside its
    block). **The outermost such module wins**: a merge nested inside a block (an SK or GC
-   attention, a relative-position sum, a ghost module's ``cat``) belongs to that block, unless it
-   sits in a container of units inside it (CSP's ``blocks``, HRNet's ``branches``: the wrapper
-   is a stage) or is of a registered type. Every other module of a block's class is a block too
-   (MobileNetV2's non-residual inverted residuals). Merges written in the top-level ``forward``
+   attention, a relative-position sum, a ghost module's ``cat``, an ``Inception*`` token mixer)
+   belongs to that block, unless it sits in a container of units inside it (CSP's ``blocks``,
+   HRNet's ``branches``: the wrapper is a stage). Every other module of a block's class is a
+   block too (MobileNetV2's non-residual inverted residuals), and so are the units of a first
+   stage beside the block stages. Then each block widens to its wrapper: a module whose every
+   instance holds exactly one block as a direct child (iFormer's ``ConvBlock``, VoVNet's
+   ``OsaBlock`` around its ``conv_mid``), or a container running one block then plain layers
+   when its sibling containers are built alike (ConvMixer). Merges written in the top-level ``forward``
    (a loop doing ``relu(bn(conv(x)) + x)``) are *virtual* blocks: the fork-join region of the
    dataflow graph between the merge and its immediate dominator (:mod:`.dataflow`), with the
    activations right after it.
 3. **Repeated classes**: custom module classes used twice or more that hold a weight layer and an
-   activation (plain VGG-style modules).
+   activation (plain VGG-style modules); of nested ones the inner class when an outer module holds
+   two or more of it (a stage), the outer when each holds at most one (LCNet's SE inside its units).
 4. **Units**: weight -> [norm] -> activation -> [dropout/pool] runs of the graph that are not
    modules of their own (the units of a ``Sequential``: VGG, MLP).
 
 A site's location is ``last`` when the block output is reached from it through no weight layer,
-norm or other activation on *every* path (only add / cat / pool / dropout / identity / reshape;
-a pre-activation shortcut from it does not make it last), ``first`` for the
+norm or other activation on *every* path (only add / cat / pool / dropout / identity / reshape,
+or a product with a sigmoid gate whose own branch is ignored: VoVNet's eSE; a pre-activation
+shortcut from it does not make it last), ``first`` for the
 first other site in execution order, ``middle`` otherwise.
 
 Example:
