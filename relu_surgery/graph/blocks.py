@@ -280,10 +280,10 @@ def _opaque_homes(g: _Graph) -> dict[str, str]:
     return out
 
 
-def _choose(g: _Graph, cands: dict[str, str], protected: set[str]) -> list[str]:
+def _choose(g: _Graph, cands: dict[str, str]) -> list[str]:
     """The outermost candidates: a merge nested in a block belongs to that block (an SK or GC
     attention, a ghost module's ``cat``), unless it sits in a container of units inside it (a
-    stage held by a wrapper: CSP's ``blocks``, HRNet's ``branches``) or is of a registered type;
+    stage held by a wrapper: CSP's ``blocks``, HRNet's ``branches``);
     then the units are the blocks and the wrapper is not."""
     parent = {p: next((a for a in reversed(g.scope_ancestors(p)) if a in cands), None) for p in cands}
     children: dict[str | None, list[str]] = {}
@@ -292,7 +292,7 @@ def _choose(g: _Graph, cands: dict[str, str], protected: set[str]) -> list[str]:
 
     def resolve(q: str) -> list[str]:
         kids = children.get(q, [])
-        inner = [c for c in kids if c in protected or any(g.is_container(m) for m in g.between(q, c))]
+        inner = [c for c in kids if any(g.is_container(m) for m in g.between(q, c))]
         if not inner:
             return [q]
         return [b for c in inner for b in resolve(c)]
@@ -306,7 +306,7 @@ def _structural_candidates(g: _Graph) -> tuple[dict[str, str], list[tuple[fx.Nod
     cands = {**_opaque_homes(g), **owners, **typed}
     for path in [p for p in cands if any(fnmatch.fnmatchcase(g.class_name(p), x) for x in NOT_BLOCK_PATTERNS)]:
         del cands[path]
-    chosen = {p: cands[p] for p in _choose(g, cands, set())}
+    chosen = {p: cands[p] for p in _choose(g, cands)}
     if chosen:
         _complete(g, chosen)
         chosen = _widen(g, chosen)
