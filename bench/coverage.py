@@ -31,6 +31,7 @@ outcome, per family, per oracle, the models the oracles flag, slowest models; a 
 from __future__ import annotations
 
 import argparse
+import copy
 import fnmatch
 import json
 import multiprocessing as mp
@@ -224,12 +225,37 @@ def _weight_layers(module: nn.Module) -> int:
 
 def _block_like(module: nn.Module) -> bool:
     """A stage child that can be a block: not a leaf layer, and two or more weight layers, or one with
-    a skip (timm's ``ConvBnAct`` block: ``has_skip``). A conv-norm-act or norm-act child is a stem /
-    downsample / transition, not a block."""
+    a skip (timm's ``ConvBnAct`` block: ``has_skip``; iFormer's ``RepCPE``: :func:`_skips_input`).
+    A conv-norm-act or norm-act child is a stem / downsample / transition, not a block."""
     if next(iter(module.children()), None) is None:
         return False
     weights = _weight_layers(module)
-    return weights >= 2 or (weights == 1 and hasattr(module, "has_skip"))
+    return weights >= 2 or (weights == 1 and (hasattr(module, "has_skip") or _skips_input(module)))
+
+
+def _skips_input(module: nn.Module) -> bool:
+    """Whether a module with one conv / linear layer passes its input through unchanged once every
+    parameter is zero (``x + f(x)``: a one-layer residual unit). A CPU copy runs on random input; a
+    conv-norm-act downsample gives zeros (or another shape) instead. False when it cannot be run."""
+    layers = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    if len(layers) != 1:
+        return False
+    layer = layers[0]
+    shape = (1, layer.in_channels, 8, 8) if isinstance(layer, nn.Conv2d) else (1, 4, layer.in_features)
+    try:
+        probe = copy.deepcopy(module)
+        if any(t.is_meta for t in [*probe.parameters(), *probe.buffers()]):
+            probe = probe.to_empty(device="cpu")
+        with torch.no_grad():
+            for name, t in [*probe.named_parameters(), *probe.named_buffers()]:
+                if t.is_floating_point():
+                    t.fill_(1.0 if name.endswith("running_var") else 0.0)
+            probe.eval()
+            x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+            y = probe(x)
+    except Exception:  # noqa: BLE001 - a module that cannot run alone is not counted as a skip
+        return False
+    return isinstance(y, torch.Tensor) and y.shape == x.shape and torch.allclose(y, x)
 
 
 def _block_children(path: str, holder: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -156,3 +156,59 @@ class MetaNeXt(nn.Module):  # InceptionNeXt's block: mixer, norm, MLP, plus the 
         self.fc1 = nn.Conv2d(ch, 2 * ch, 1); self.fc2 = nn.Conv2d(2 * ch, ch, 1)
     def forward(self, x):
         return self.fc2(F.relu(self.fc1(self.norm(self.token_mixer(x))))) + x
+
+class RopeEncoder(nn.Module):  # DeepSeek-ViT: a table built from x.shape only, concatenated in the encoder
+    def __init__(self, ch=8):
+        super().__init__()
+        self.stem = nn.Conv2d(ch, ch, 3, padding=1)
+        self.blocks = nn.ModuleList([Residual(nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU()))
+                                     for _ in range(2)])
+    def table(self, h, w):
+        ys = torch.arange(h).float().repeat_interleave(w)
+        xs = torch.arange(w).float().repeat(h)
+        return torch.cat([ys, xs])
+    def forward(self, x):
+        x = self.stem(x)
+        b, c, h, w = x.shape  # the shape of a weighted tensor, not its values
+        rope = self.table(h, w)
+        for blk in self.blocks:
+            x = blk(x)
+        return x * rope.sum()
+
+class Untraceable(nn.Module):  # TinyViT's attention block: data-dependent Python control flow
+    def __init__(self, ch):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+    def forward(self, x):
+        if int(x.size(1)) > 0:
+            return x + F.relu(self.conv(x))
+        return x
+
+class UntraceableStage(nn.Module):  # a downsample conv, then a Sequential of untraceable blocks
+    def __init__(self, ch):
+        super().__init__()
+        self.down = nn.Conv2d(ch, ch, 3, stride=2, padding=1); self.act = nn.ReLU()
+        self.blocks = nn.Sequential(Untraceable(ch), Untraceable(ch))
+    def forward(self, x):
+        return self.blocks(self.act(self.down(x)))
+
+class DenseUnit(nn.Module):  # RDNet's DenseBlock: called on the list of earlier features
+    def __init__(self, cin, grow):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(cin); self.conv = nn.Conv2d(cin, grow, 3, padding=1)
+    def forward(self, xs):
+        return self.conv(F.relu(self.bn(torch.cat(xs, 1))))
+
+class DenseStage(nn.Sequential):  # RDNet's DenseStage: a Sequential concatenating its children's outputs
+    def forward(self, x):
+        features = [x]
+        for module in self:
+            features.append(module(features))
+        return torch.cat(features, 1)
+
+class ParallelAttn(nn.Module):  # MaxViT-PM: a concat of two branches, then the shortcut add
+    def __init__(self, ch):
+        super().__init__()
+        self.a = nn.Conv2d(ch, ch // 2, 1); self.b = nn.Conv2d(ch, ch // 2, 3, padding=1)
+    def forward(self, x):
+        return x + F.relu(torch.cat([self.a(x), self.b(x)], 1))

@@ -211,3 +211,47 @@ def test_a_layer_whose_trace_takes_the_list_branch_becomes_a_leaf():
     model = DenseOnTensors().eval()
     new, _ = rs.erase(model, proportion=1.0, example_input=X)
     assert torch.allclose(new(X), model(X))  # the traced model runs and computes the same
+
+
+def test_a_table_built_from_the_input_shape_is_no_data_merge():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), user.RopeEncoder())
+    blocks = rs.find_blocks(net, X)
+    assert [(b.name, b.type) for b in blocks] == [("1.blocks.0", "Residual"), ("1.blocks.1", "Residual")]
+
+
+def test_untraceable_blocks_side_by_side_in_a_stage_are_each_a_block():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), user.UntraceableStage(8), user.UntraceableStage(8))
+    blocks = rs.find_blocks(net, X)
+    assert [(b.name, b.type, b.form) for b in blocks] == [
+        (f"{s}.blocks.{i}", "Untraceable", "opaque") for s in (1, 2) for i in range(2)]
+    shuffle = rs.find_blocks(user.Shuffle(), X)  # one untraceable split per block: the block holds it
+    assert [b.name for b in shuffle] == ["layers.0", "layers.1", "layers.2"]
+
+
+def test_the_children_a_dense_stage_concatenates_are_its_blocks():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1),
+                              user.DenseStage(user.DenseUnit(8, 4), user.DenseUnit(12, 4), user.DenseUnit(16, 4)))
+    blocks = rs.find_blocks(net, X)
+    assert [(b.name, b.type, b.rule) for b in blocks] == [(f"1.{i}", "DenseUnit", "dense unit of 1") for i in range(3)]
+
+
+def test_a_shortcut_add_names_the_rule_over_an_earlier_concat():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), user.ParallelAttn(8), user.ParallelAttn(8))
+    assert [(b.name, b.rule) for b in rs.find_blocks(net, X)] == [("1", "residual"), ("2", "residual")]
+
+
+EXACT_MORE = [
+    ("timm:tiny_vit_5m_224", [*_staged("stages.", [2, 2, 6, 2], ".blocks")],
+     {"stages.0.blocks.0": "MBConv", "stages.1.blocks.0": "TinyVitBlock"}),
+    ("timm:rdnet_tiny", None, {"dense_stages.0.0.dense_block0": "DenseBlock"}),
+    ("timm:deepseek_vit_412m", [f"encoder.blocks.{i}" for i in range(32)], {"encoder.blocks.0": "DeepseekVitBlock"}),
+]
+
+
+@pytest.mark.parametrize("name,names,types", EXACT_MORE, ids=[e[0] for e in EXACT_MORE])
+def test_stage_blocks_not_the_stage_or_encoder_around_them(name, names, types):
+    blocks = _meta_blocks(name)
+    if names is not None:
+        assert [b.name for b in blocks] == names
+    assert {b.name: b.type for b in blocks if b.name in types} == types
+    assert all(b.type not in ("TinyVitStage", "DenseStage", "DeepseekVitEncoder") for b in blocks)

@@ -412,3 +412,24 @@ def test_meta_builds_skip_initialisation_but_keep_the_structure():
     with cov._MetaInit():  # real tensors are initialised as usual
         w = torch.zeros(3).normal_()
     assert w.abs().sum() > 0
+
+
+class _OneConvResidual(nn.Module):  # iFormer's RepCPE: x + depthwise conv-norm(x), one weight layer
+    def __init__(self, ch=4):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1, groups=ch, bias=False)
+        self.bn = nn.BatchNorm2d(ch)
+
+    def forward(self, x):
+        return x + self.bn(self.conv(x))
+
+
+def test_a_one_layer_residual_child_is_block_like_a_downsample_is_not():
+    assert cov._skips_input(_OneConvResidual()) and cov._block_like(_OneConvResidual())
+    with torch.device("meta"):
+        meta = _OneConvResidual()
+    assert cov._skips_input(meta)  # built on meta: run on a CPU copy
+    downsample = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+    strided = nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8))
+    assert not cov._skips_input(downsample) and not cov._block_like(downsample)
+    assert not cov._skips_input(strided)

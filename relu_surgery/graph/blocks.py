@@ -184,12 +184,13 @@ class _Graph:
         return self.types.get(path, "").startswith("torch.nn.modules.container.")
 
     def root_flow(self) -> tuple[set, set]:
-        """(reached, weighted) over the whole graph: nodes fed by the input, and those via a weight op."""
+        """(reached, weighted) over the whole graph: nodes fed by the input, and those via a weight op
+        (a value computed from a tensor's shape only, such as a RoPE table, is not fed by it)."""
         if self._root_flow is None:
             reached: set = set()
             weighted: set = set()
             for n in self.nodes:
-                if n.op == "placeholder" or any(a in reached for a in n.all_input_nodes):
+                if n.op == "placeholder" or (not _reads_shape(n) and any(a in reached for a in n.all_input_nodes)):
                     reached.add(n)
                     if self.roles[n] == "weight" or any(a in weighted for a in n.all_input_nodes):
                         weighted.add(n)
@@ -211,12 +212,22 @@ class _Graph:
             weighted: set = set()
             for n in nodes:
                 ins = n.all_input_nodes
-                if any((a not in inside and a.op != "get_attr") or a in reached for a in ins):
+                if not _reads_shape(n) and any((a not in inside and a.op != "get_attr") or a in reached for a in ins):
                     reached.add(n)
                     if self.roles[n] == "weight" or any(a in weighted for a in ins):
                         weighted.add(n)
             self._flows[path] = (reached, weighted)
         return self._flows[path]
+
+
+_SHAPE_ATTRS = ("shape", "ndim", "dtype", "device")
+
+
+def _reads_shape(node: fx.Node) -> bool:
+    """Whether ``node`` reads only a tensor's metadata (``x.shape``, ``x.size()``, ``x.dim()``), not its values."""
+    if node.op == "call_function" and node.target is getattr:
+        return len(node.args) > 1 and node.args[1] in _SHAPE_ATTRS
+    return node.op == "call_method" and node.target in ("size", "dim", "numel")
 
 
 def _tensor_operands(node: fx.Node) -> list[fx.Node]:
@@ -256,7 +267,10 @@ def _merge_owners(g: _Graph) -> tuple[dict[str, str], list[tuple[fx.Node, str]]]
         reached, weighted = g.flow(scope[-1])
         kind = _merge_kind(node, reached, weighted, g.region_sets[scope[-1]])
         if kind and (_has(g, scope[-1], "activation") or any(a not in weighted for a in _tensor_operands(node))):
-            owners.setdefault(scope[-1], kind)  # a head averaging two classifiers (no shortcut, no activation) is none
+            # a head averaging two classifiers (no shortcut, no activation) is none; a residual add
+            # names the rule over a concat before it (MaxViT-PM's parallel attention, then its shortcut)
+            if kind == "residual" or scope[-1] not in owners:
+                owners[scope[-1]] = kind
     return owners, loose
 
 
@@ -268,16 +282,55 @@ def _typed(g: _Graph) -> dict[str, str]:
 
 def _opaque_homes(g: _Graph) -> dict[str, str]:
     """Untraceable leaves of a repeated class: the module holding each (with its own weight layers
-    and activations outside the leaf) is the block; a leaf held by no such module is one itself."""
+    and activations outside the leaf) is the block; a leaf held by no such module is one itself,
+    and so is every leaf of a class that a container holds two or more of side by side (a stage of
+    untraceable blocks: TinyViT's attention blocks, not the stage around them)."""
     counts = Counter(g.types[p] for p in g.opaque if p in g.types)
+    side_by_side = Counter((_parent(p), g.types[p]) for p in g.opaque if p in g.types)
+    staged = {cls for (parent, cls), n in side_by_side.items() if n >= 2 and parent and g.is_container(parent)}
     out: dict[str, str] = {}
     for leaf in sorted(g.opaque):
         if counts.get(g.types.get(leaf), 0) < 2:
+            continue
+        if g.types.get(leaf) in staged:
+            out[leaf] = "opaque leaf"
             continue
         home = next((a for a in reversed(g.scope_ancestors(leaf)) if not g.is_container(a)
                      and _has(g, a, "weight", outside=leaf) and _has(g, a, "activation", outside=leaf)), None)
         out.setdefault(home or leaf, f"holds opaque leaf {leaf}" if home else "opaque leaf")
     return out
+
+
+def _dense_units(g: _Graph, owners: dict[str, str]) -> dict[str, str]:
+    """Children of a container whose own ``forward`` concatenates their outputs and feeds each
+    one the earlier ones (dense connectivity, RDNet's ``DenseStage``): two or more children of one
+    class, each with a weight layer and an activation, some reading two or more earlier outputs,
+    are the units (blocks) of that stage. A chain whose outputs are concatenated once (VoVNet's
+    one-shot aggregation) is not: each of its layers reads only the one before."""
+    out: dict[str, str] = {}
+    for owner in owners:
+        if not g.is_container(owner):
+            continue
+        fed: dict[str, set[str]] = {}
+        for node in g.regions[owner]:
+            if not is_cat(node) or node.meta.get("rs_scope", ())[-1:] != (owner,):
+                continue
+            for a in _tensor_operands(node):
+                scope = a.meta.get("rs_scope", ())
+                if owner in scope[:-1]:
+                    child = scope[scope.index(owner) + 1]
+                    fed.setdefault(g.types.get(child, ""), set()).add(child)
+        for children in fed.values():
+            units = [c for c in children if _has(g, c, "weight") and _has(g, c, "activation")]
+            if len(units) >= 2 and any(len(_external_inputs(g, c)) >= 2 for c in units):
+                out.update({c: f"dense unit of {owner}" for c in units})
+    return out
+
+
+def _external_inputs(g: _Graph, path: str) -> set[fx.Node]:
+    """The tensors from outside module ``path`` that its nodes read (parameters aside)."""
+    inside = g.region_sets[path]
+    return {a for n in g.regions[path] for a in n.all_input_nodes if a not in inside and a.op != "get_attr"}
 
 
 def _choose(g: _Graph, cands: dict[str, str]) -> list[str]:
@@ -303,7 +356,7 @@ def _choose(g: _Graph, cands: dict[str, str]) -> list[str]:
 def _structural_candidates(g: _Graph) -> tuple[dict[str, str], list[tuple[fx.Node, str]]]:
     owners, loose = _merge_owners(g)
     typed = _typed(g)
-    cands = {**_opaque_homes(g), **owners, **typed}
+    cands = {**_opaque_homes(g), **owners, **typed, **_dense_units(g, owners)}
     for path in [p for p in cands if any(fnmatch.fnmatchcase(g.class_name(p), x) for x in NOT_BLOCK_PATTERNS)]:
         del cands[path]
     chosen = {p: cands[p] for p in _choose(g, cands)}
