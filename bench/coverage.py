@@ -31,6 +31,7 @@ outcome, per family, per oracle, the models the oracles flag, slowest models; a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import fnmatch
 import json
@@ -279,10 +280,22 @@ def _feature_modules(model: nn.Module) -> list[str] | None:
         return None
 
 
+def _holds_bare_layers(container: nn.Module) -> bool:
+    """Whether a container runs one block-like child with leaf weight layers beside it (a bare conv /
+    linear): ConvMixer's ``Sequential(Residual, conv, act, norm)`` is one block, not a stage of one.
+    A stage of several blocks after a bare downsampling conv (CSATv2), or of a bare downsampling
+    conv and a container of blocks (RDNet's ``DenseStage``), is still a stage."""
+    kids = list(container.children())
+    bare = any(next(iter(c.children()), None) is None and _weight_layers(c) for c in kids)
+    blocks = [c for c in kids if _block_like(c)]
+    return bare and len(blocks) <= 1 and not any(isinstance(c, _CONTAINERS) for c in blocks)
+
+
 def _expand(path: str, module: nn.Module) -> list[str]:
     """Oracle block names for a block-like stage child: a container of block-like modules (a branch or
-    sub-stage Sequential) stands for its children, anything else for itself."""
-    if isinstance(module, _CONTAINERS):
+    sub-stage Sequential) stands for its children, anything else for itself (so does a container
+    with bare weight layers beside them: ConvMixer's ``Sequential(Residual, conv, act, norm)``)."""
+    if isinstance(module, _CONTAINERS) and not _holds_bare_layers(module):
         kids = _block_children(path, module)
         if kids:
             return [name for k, c in kids for name in _expand(k, c)]
@@ -297,7 +310,7 @@ def _holders(name: str, module: nn.Module, modules: dict, parents: Counter) -> l
     """Candidate container paths, in order, whose children are the oracle blocks for feature_info entry ``name``."""
     parent = name.rsplit(".", 1)[0] if "." in name else ""
     out = []
-    if isinstance(module, _CONTAINERS):
+    if isinstance(module, _CONTAINERS) and not _holds_bare_layers(module):
         out.append(name)
     out += [f"{name}.{a}" for a in STAGE_ATTRS if isinstance(getattr(module, a, None), _CONTAINERS)]
     if parent and isinstance(modules.get(parent), _CONTAINERS) and parents[parent] >= 2 \
@@ -996,27 +1009,52 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--no-sign", action="store_true",
                         help="skip the sign oracle (CPU forwards of the ReLU-family CNNs)")
+    parser.add_argument("--update", action="store_true",
+                        help="re-run only the --filter models and replace their rows in the existing --out "
+                             "file (its full-sweep wall time is kept; meta.updates records the re-run)")
+    parser.add_argument("--note", help="a line kept in the results' meta (e.g. what else ran on the machine)")
     args = parser.parse_args(argv)
+    if args.update and not (args.filter and args.out.exists()):
+        parser.error("--update needs --filter and an existing --out file")
     tasks = [(source, name, not args.no_sign) for source, name in all_tasks(args.filter, args.limit)]
     start = time.perf_counter()
-    ctx = mp.get_context("fork")
     rows = []
-    with ctx.Pool(args.workers, maxtasksperchild=50) as pool:
-        for i, row in enumerate(pool.imap_unordered(sweep_one, tasks, chunksize=4), 1):
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1:
+            pool = stack.enter_context(mp.get_context("fork").Pool(args.workers, maxtasksperchild=50))
+            results = pool.imap_unordered(sweep_one, tasks, chunksize=4)
+        else:  # in this process (one worker: no pickling, easier to debug)
+            results = map(sweep_one, tasks)
+        for i, row in enumerate(results, 1):
             rows.append(row)
             if i % 100 == 0:
                 print(f"{i}/{len(tasks)} models, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     wall = time.perf_counter() - start
+    command = "python bench/coverage.py " + " ".join(argv or sys.argv[1:])
+    updates = []
+    if args.update:
+        earlier = json.loads(args.out.read_text())
+        redone = {(r["source"], r["model"]) for r in rows}
+        rows += [r for r in earlier["models"] if (r["source"], r["model"]) not in redone]
+        updates = earlier["meta"].get("updates", []) + [
+            {"command": command, "models": len(redone), "seconds": round(wall, 1),
+             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}]
+        meta = {**earlier["meta"], "updates": updates}
+        wall = earlier["summary"]["wall_seconds"]
     rows.sort(key=lambda r: (r["source"], r["model"]))
     summary = summarize(rows, wall)
     print_summary(summary, rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
-            "python": platform.python_version(), "command": "python bench/coverage.py " + " ".join(argv or sys.argv[1:])}
+    if not args.update:
+        meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+                "python": platform.python_version(), "command": command,
+                "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "loadavg_end": list(os.getloadavg())}
     import timm
     import torchvision
 
     meta.update(torch=torch.__version__, torchvision=torchvision.__version__, timm=timm.__version__)
+    if args.note:
+        meta.setdefault("notes", []).append(args.note)
     args.out.write_text(dump_results(meta, summary, rows))
     print(f"\nwrote {args.out}")
     return 0

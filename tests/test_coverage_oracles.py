@@ -7,6 +7,7 @@ the discovery code finds.
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -433,3 +434,44 @@ def test_a_one_layer_residual_child_is_block_like_a_downsample_is_not():
     strided = nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8))
     assert not cov._skips_input(downsample) and not cov._block_like(downsample)
     assert not cov._skips_input(strided)
+
+
+def _mixer_layer(ch=4):  # ConvMixer: Sequential(Residual(depthwise conv, norm), pointwise conv, act, norm)
+    return nn.Sequential(_OneConvResidual(ch), nn.Conv2d(ch, ch, 1), nn.ReLU(), nn.BatchNorm2d(ch))
+
+
+def test_a_container_of_one_residual_and_bare_layers_is_one_oracle_block():
+    net = nn.Module()
+    net.stem = nn.Conv2d(3, 4, 3)
+    net.blocks = nn.Sequential(_mixer_layer(), _mixer_layer(), _mixer_layer())
+    net.feature_info = [{"module": f"blocks.{i}"} for i in range(3)]
+    stages, why = cov.oracle_stages(net)
+    assert stages == {"blocks": ["blocks.0", "blocks.1", "blocks.2"]} and why == ""
+    assert cov._expand("b", _mixer_layer()) == ["b"]
+    csat_like = nn.Sequential(nn.Conv2d(4, 4, 2, stride=2), _mixer_layer(), _mixer_layer())  # downsample, 2 blocks
+    assert cov._expand("s", csat_like) == ["s.1", "s.2"]
+
+
+def test_update_replaces_only_the_filtered_rows_and_keeps_the_sweep_wall(tmp_path, capsys):
+    out = tmp_path / "coverage.json"
+    assert cov.main(["--filter", "resnet18,resnet10t", "--no-sign", "--workers", "1", "--out", str(out),
+                     "--note", "first"]) == 0
+    first = json.loads(out.read_text())
+    fresh = first["models"][0]
+    stale = {**fresh, "stage_oracle": "disagree", "blocks": 0}
+    first["models"][0] = stale
+    out.write_text(json.dumps(first))
+    assert cov.main(["--filter", stale["model"], "--no-sign", "--workers", "1", "--out", str(out), "--update"]) == 0
+    second = json.loads(out.read_text())
+    rows = {(r["source"], r["model"]): r for r in second["models"]}
+    assert len(rows) == len(first["models"]) and rows[(stale["source"], stale["model"])]["blocks"] == fresh["blocks"] > 0
+    assert rows[(stale["source"], stale["model"])]["stage_oracle"] == fresh["stage_oracle"] == "equal"
+    assert second["summary"]["wall_seconds"] == first["summary"]["wall_seconds"]
+    assert second["meta"]["notes"] == ["first"] and second["meta"]["updates"][0]["models"] == 1
+    with pytest.raises(SystemExit):
+        cov.main(["--update", "--out", str(tmp_path / "missing.json")])
+
+
+def test_a_bare_downsample_beside_a_container_of_blocks_stays_a_stage():
+    rdnet_like = nn.Sequential(nn.BatchNorm2d(4), nn.Conv2d(4, 4, 2, stride=2), nn.Sequential(_mixer_layer(), _mixer_layer()))
+    assert cov._expand("s", rdnet_like) == ["s.2.0", "s.2.1"]

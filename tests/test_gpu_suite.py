@@ -71,9 +71,10 @@ def test_smoke_run_writes_every_step(tmp_path, capsys):
 def test_tiny_budget_skips_the_later_steps_and_keeps_every_json(tmp_path):
     # 6 s: step 1 starts (it must end by 2.7 s) and is stopped by its deadline; steps 2 and 3 must end by
     # 3.0 s (3 s are kept for the summary), too little for their first measurement (1 s)
+    # (on a loaded machine loading the data can eat step 1's share before its first row: then it is skipped)
     docs = _smoke(tmp_path, "--budget-s", "6")
     first = docs["throughput"]
-    assert first["status"] == "cut_short" and first["cut_short"] is True
+    assert first["status"] in ("cut_short", "skipped") and first["cut_short"] is True
     assert len(first["rows"]) == 8 and any(r["status"] in ("cut", "skipped") for r in first["rows"])
     assert all(r["reason"] for r in first["rows"] if r["status"] != "done")
     for step in ("inference", "resnet56"):
