@@ -5,9 +5,12 @@ Discovery, in order (the first rule that finds anything decides):
 1. **User override**: module types / class-name globs, qualified-name globs or a predicate.
 2. **Structure**: a module whose own ``forward`` merges paths from its input: a residual ``+``
    (both operands flow from its input, one through a weight layer) or a ``cat`` of two or more
-   weighted branches (Inception); a module of a registered block type (``Inception*``, dense
-   layers); a module holding an untraceable leaf of a repeated class (the leaf sits inside its
-   block). **The outermost such module wins**: a merge nested inside a block (an SK or GC
+   weighted branches (Inception); values read from a tensor's shape only (a RoPE table built from
+   ``x.shape``) are no flow from it; a module of a registered block type (``Inception*``, dense
+   layers); the children a container's ``forward`` concatenates when some read two or more earlier
+   outputs (dense connectivity: RDNet); a module holding an untraceable leaf of a repeated class
+   (the leaf sits inside its block), or the leaves themselves when a container holds two or more
+   of them side by side (a stage of untraceable blocks: TinyViT). **The outermost such module wins**: a merge nested inside a block (an SK or GC
    attention, a relative-position sum, a ghost module's ``cat``, an ``Inception*`` token mixer)
    belongs to that block, unless it sits in a container of units inside it (CSP's ``blocks``,
    HRNet's ``branches``: the wrapper is a stage). Every other module of a block's class is a
