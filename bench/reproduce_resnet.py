@@ -28,7 +28,8 @@ Sizes (all SGD m=0.9, wd 1e-4, lr /10 at 50% and 75% of the iterations):
     gpu    r31, R-20, R-56, R-110       3      all 60,000        10,000  164     128    0.1  400 it @0.01 crop+flip
 
 ``converged`` trains to a flat test error on the CPU (lr /10 after epochs 7 and 11 of 15; about 15
-minutes per ResNet-20 run and 45 per ResNet-56 run with 1 thread; 12 runs): the largest sizes that fit
+minutes per ResNet-20 run and 45 per ResNet-56 run with 1 thread, estimated; measured on a shared
+2-core machine: about 24 and 85-145 minutes; 12 runs): the largest sizes that fit
 a few hours of one core. ``smoke`` only proves the pipeline works (its numbers are not a reproduction). ``cpu`` is sized to
 finish in under an hour on 2 cores (27 runs, about 45 min at the throughput measured on a loaded
 2-core AMD EPYC with 1 thread; 1 epoch on 6k images is far from converged, so it shows early
