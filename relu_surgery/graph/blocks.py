@@ -10,10 +10,10 @@ Discovery, in order (the first rule that finds anything decides):
    layers); the children a container's ``forward`` concatenates when some read two or more earlier
    outputs (dense connectivity: RDNet); a module holding an untraceable leaf of a repeated class
    (the leaf sits inside its block), or the leaves themselves when a container holds two or more
-   of them side by side (a stage of untraceable blocks: TinyViT). **The outermost such module wins**: a merge nested inside a block (an SK or GC
-   attention, a relative-position sum, a ghost module's ``cat``, an ``Inception*`` token mixer)
-   belongs to that block, unless it sits in a container of units inside it (CSP's ``blocks``,
-   HRNet's ``branches``: the wrapper is a stage). Every other module of a block's class is a
+   of them side by side (a stage of untraceable blocks: TinyViT). **The outermost such module
+   wins**: a merge nested inside a block (an SK or GC attention, a relative-position sum, a ghost
+   module's ``cat``, an ``Inception*`` token mixer) belongs to that block, unless it sits in a
+   container of units inside it (CSP's ``blocks``, HRNet's ``branches``: the wrapper is a stage). Every other module of a block's class is a
    block too (MobileNetV2's non-residual inverted residuals), and so are the units of a first
    stage beside the block stages. Then each block widens to its wrapper: a module whose every
    instance holds exactly one block as a direct child (iFormer's ``ConvBlock``, VoVNet's
@@ -615,8 +615,7 @@ _SHAPE_METHODS = ("view", "reshape", "expand", "expand_as", "unsqueeze", "squeez
 
 def _shape_reference(node: fx.Node, arg: fx.Node) -> bool:
     """Whether ``node`` uses ``arg`` only for its shape (``x.shape``, ``x.size()``, ``y.expand_as(x)``)."""
-    if (node.op == "call_function" and node.target is getattr) or (
-            node.op == "call_method" and node.target in ("size", "dim")):
+    if _reads_shape(node):
         return True
     return (node.op == "call_method" and node.target in ("expand_as", "view_as", "reshape_as", "type_as")
             and len(node.args) > 1 and node.args[0] is not arg)
