@@ -140,19 +140,23 @@ class LineReporter(Reporter):
         print(f"[{self.label}] {text}", flush=True)
 
 
-def _same_settings(run_dir: Path, config: TrainConfig) -> bool:
-    """Whether the run in ``run_dir`` was trained with ``config`` (runtime fields aside).
+def _differing_fields(saved: dict[str, Any], config: TrainConfig, ignore: frozenset[str] = frozenset()) -> list[str]:
+    """The fields of ``config`` (runtime fields and ``ignore`` aside) that a saved train config sets otherwise.
 
-    A setting the saved run does not record (a field added to TrainConfig after it was trained)
+    A setting the saved config does not record (a field added to TrainConfig after it was trained)
     counts as the same when ``config`` leaves it at its default, which is what the run used.
     """
+    mine, default = config.to_dict(), TrainConfig(dataset=config.dataset).to_dict()
+    return sorted(k for k, v in mine.items() if k not in RUNTIME_FIELDS and k not in ignore
+                  and (saved[k] != v if k in saved else v != default.get(k)))
+
+
+def _same_settings(run_dir: Path, config: TrainConfig) -> bool:
+    """Whether the run in ``run_dir`` was trained with ``config`` (runtime fields aside)."""
     path = run_dir / "config.json"
     if not path.is_file():
         return False
-    saved = json.loads(path.read_text(encoding="utf-8")).get("train", {})
-    mine, default = config.to_dict(), TrainConfig(dataset=config.dataset).to_dict()
-    return all(saved[k] == v if k in saved else v == default.get(k)
-               for k, v in mine.items() if k not in RUNTIME_FIELDS)
+    return not _differing_fields(json.loads(path.read_text(encoding="utf-8")).get("train", {}), config)
 
 
 def train_run(make_model: Callable[[], torch.nn.Module], config: TrainConfig, run_dir: Path, label: str,
@@ -228,17 +232,42 @@ def erased_units(model: torch.nn.Module, proportion: float) -> tuple[torch.nn.Mo
     return new, blocks, left
 
 
-def merged_runs(path: str, config: TrainConfig, dropout: float, seeds: list[int]) -> dict[float, list[dict]]:
-    """Runs of an earlier result JSON to merge, per proportion: those of seeds not in ``seeds``.
+def earlier_result(path: str, config: TrainConfig, settings: dict[str, Any]) -> dict[str, Any]:
+    """An earlier result JSON whose runs of other seeds join this invocation's (``--merge``).
 
-    Refuses (exit 2, one line) a file trained with other settings (runtime fields aside) or dropout."""
-    doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    saved, mine = doc["settings"]["train_config"], config.to_dict()
-    differ = sorted(k for k in mine if k not in RUNTIME_FIELDS and k != "seed" and saved.get(k) != mine[k])
-    if differ or doc["settings"].get("dropout") != dropout:
-        raise SystemExit(f"error: {path} was trained with other settings ({', '.join(differ) or 'dropout'}); not merged")
-    return {r["proportion"]: [{**run, "merged_from": path, "reused": True} for run in r["runs"] if run["seed"] not in seeds]
-            for r in doc["results"]}
+    Exits with status 2 and one line when the file cannot be read as a result, or was trained with
+    other settings: another train-config field (the seed and runtime fields aside) or another
+    value of one of ``settings`` (keys of the result's ``settings``).
+
+    Example:
+        doc = earlier_result("old.json", config, {"dropout": 0.5})  # then merged(runs, "old.json", [2])
+    """
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        saved = doc["settings"]
+        differ = _differing_fields(saved["train_config"], config, frozenset({"seed"}))
+        differ += sorted(k for k, v in settings.items() if saved.get(k) != v)
+        doc["results"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        fail(f"cannot merge {path}: not a result JSON of this benchmark ({type(exc).__name__}: {exc})")
+    if differ:
+        fail(f"{path} was trained with other settings ({', '.join(differ)}); not merged")
+    return doc
+
+
+def merged(runs: list[dict[str, Any]], path: str, seeds: list[int]) -> list[dict[str, Any]]:
+    """The ``runs`` of an earlier result whose seed is not in ``seeds``, each marked ``merged_from``.
+
+    Example:
+        merged([{"seed": 0}, {"seed": 2}], "old.json", [2])  # [{"seed": 0, "merged_from": "old.json", "reused": True}]
+    """
+    return [{**run, "merged_from": path, "reused": True} for run in runs if run["seed"] not in seeds]
+
+
+def fail(message: str) -> None:
+    """Exit with status 2 after one ``error:`` line on stderr (a user error, no traceback)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def build(seed: int, proportion: float, dropout: float) -> torch.nn.Module:
@@ -356,7 +385,9 @@ def main() -> None:
         limit_train=size["train_limit"] or None, limit_test=size["test_limit"] or None,
         device=str(device), amp="auto", progress=False,
     )
-    earlier = merged_runs(args.merge, config, args.dropout, args.seeds) if args.merge else {}
+    earlier = ({r["proportion"]: merged(r["runs"], args.merge, args.seeds)
+                for r in earlier_result(args.merge, config, {"dropout": args.dropout})["results"]}
+               if args.merge else {})
     n_seeds = len(set(args.seeds) | {r["seed"] for runs in earlier.values() for r in runs})
     n_train = size["train_limit"] or MNIST_TRAIN
     n_test = size["test_limit"] or 10000

@@ -46,7 +46,10 @@ Usage:
 
 Writes bench/results/reproduce_resnet_SIZE.json and .png (or ``--out``). Every run lives in
 ``--work-dir`` (default under the system temp dir); finished runs there are reused (marked
-``"reused": true``), interrupted ones resumed.
+``"reused": true``), interrupted ones resumed. ``--merge EARLIER.json`` adds the runs of other
+seeds from an earlier result of the same settings, for the models and variants trained now (a seed
+trained on another machine, after its run directories were gone; each merged run is marked
+``merged_from``).
 """
 
 from __future__ import annotations
@@ -65,8 +68,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reproduce_mlp import (RESULTS, command_line, default_work_dir, find_data_dir, machine_info,  # noqa: E402
-                           markdown, mean_std, plot_curves, resolve_device, rs, train_run)
+from reproduce_mlp import (RESULTS, command_line, default_work_dir, earlier_result, find_data_dir,  # noqa: E402
+                           machine_info, markdown, mean_std, merged, plot_curves, resolve_device, rs, train_run)
 from relu_surgery.train import TrainConfig  # noqa: E402
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -177,6 +180,8 @@ def main() -> None:
     parser.add_argument("--work-dir", help="run directories (default: under the system temp dir)")
     parser.add_argument("--fresh", action="store_true", help="discard earlier runs in the work dir first")
     parser.add_argument("--keep-weights", action="store_true")
+    parser.add_argument("--merge", help="an earlier result JSON of the same settings: its runs of other seeds join "
+                                        "this one's for the models and variants trained here (each marked merged_from)")
     args = parser.parse_args()
 
     t_start = time.perf_counter()
@@ -206,6 +211,13 @@ def main() -> None:
         limit_train=size["train_limit"] or None, limit_test=size["test_limit"] or None,
         device=str(device), amp="auto", progress=False,
     )
+    earlier: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    if args.merge:
+        doc = earlier_result(args.merge, config, {"stacked_proportion": args.stacked_proportion})
+        earlier = {(name, v): merged(c["runs"], args.merge, size["seeds"])
+                   for name, cells in doc["results"].items() for v, c in cells.items()}
+    seeds = sorted(set(size["seeds"]) | {r["seed"] for (name, v), runs in earlier.items()
+                                         if name in size["models"] and v in variants for r in runs})
     n_train = size["train_limit"] or 60000
     n_test = size["test_limit"] or 10000
     warm = f", warm-up {size['warmup_iters']} it at lr 0.01" if size["warmup_iters"] else ""
@@ -214,7 +226,7 @@ def main() -> None:
             f"images, {size['epochs']} epoch(s), batch {size['batch_size']}, SGD m=0.9 lr {args.lr} wd 1e-4 "
             f"(/10 at 50%,75%{warm}), "
             f"augmentation {'crop+flip' if size['augment'] else 'none'}; test on {n_test:,} images; "
-            f"{len(size['seeds'])} seed(s); device {device}, {torch.get_num_threads()} thread(s)")
+            f"{len(seeds)} seed(s); device {device}, {torch.get_num_threads()} thread(s)")
     print(desc, flush=True)
     for note in notes:
         print("NOTE:", note, flush=True)
@@ -235,6 +247,7 @@ def main() -> None:
                                        "erase_proportion": proportion if variant == "erase" else None},
                                       args.keep_weights))
                 print(f"[{label}] final test error {runs[-1]['test_top1_err']:.2f}%", flush=True)
+            runs = sorted(earlier.get((name, variant), []) + runs, key=lambda r: r["seed"])
             m, s = mean_std([r["test_top1_err"] for r in runs])
             tm, ts = mean_std([r["train_top1_err"] for r in runs])
             results[name][variant] = {
@@ -271,7 +284,7 @@ def main() -> None:
         "description": desc,
         "notes": notes,
         "settings": {
-            "models": size["models"], "variants": variants, "seeds": size["seeds"], "dataset": "fashion-mnist",
+            "models": size["models"], "variants": variants, "seeds": seeds, "dataset": "fashion-mnist",
             "data_dir": str(data_dir), "train_limit": size["train_limit"] or None, "train_images": n_train,
             "test_images": n_test, "epochs": size["epochs"], "stacked_proportion": args.stacked_proportion,
             "resnet_erase_proportion": 1.0, "location": "last",
@@ -284,6 +297,7 @@ def main() -> None:
         "wall_note": "wall time of this invocation; runs marked reused were trained by an earlier one",
         "runs_seconds_total": sum(r["train_seconds"] for r in all_runs),
         "runs_reused": sum(r["reused"] for r in all_runs),
+        "runs_merged": sum("merged_from" in r for r in all_runs),
         "work_dir": str(work),
         "results": results,
         "table_markdown": table,

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import inference_cost  # noqa: E402
 import surgery_speed  # noqa: E402
 
-from .shared_data import one_thread  # noqa: E402, F401 (fixture)
+from .shared_data import DATA, one_thread  # noqa: E402, F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # one intra-op thread: steady on shared CPUs
 
@@ -68,6 +68,69 @@ def test_reproduction_reuses_runs_recorded_before_a_new_config_field(tmp_path):
     assert reproduce_mlp._same_settings(tmp_path, config)
     assert not reproduce_mlp._same_settings(tmp_path, config.replace(label_smoothing=0.1))
     assert not reproduce_mlp._same_settings(tmp_path, config.replace(epochs=13))
+
+
+def _result_json(path, config, **settings):
+    import json  # noqa: PLC0415
+
+    runs = [{"seed": 0, "test_top1_err": 9.0}, {"seed": 1, "test_top1_err": 8.0}]
+    path.write_text(json.dumps({"settings": {"train_config": config.to_dict(), **settings},
+                                "results": {"cifar_resnet20": {"original": {"runs": runs}}}}))
+    return str(path)
+
+
+def test_merge_refuses_other_settings_in_one_line_with_status_2(tmp_path, capsys):
+    import reproduce_mlp  # noqa: PLC0415
+    from relu_surgery.train import TrainConfig  # noqa: PLC0415
+
+    config = TrainConfig(dataset="fashion-mnist", epochs=15, lr=0.1, seed=0)
+    path = _result_json(tmp_path / "old.json", config, stacked_proportion=0.5)
+    doc = reproduce_mlp.earlier_result(path, config.replace(seed=2, device="cuda"), {"stacked_proportion": 0.5})
+    assert reproduce_mlp.merged(doc["results"]["cifar_resnet20"]["original"]["runs"], path, [1, 2]) == [
+        {"seed": 0, "test_top1_err": 9.0, "merged_from": path, "reused": True}]
+    for config_now, settings, named in [(config.replace(epochs=12), {"stacked_proportion": 0.5}, "epochs"),
+                                        (config, {"stacked_proportion": 1.0}, "stacked_proportion")]:
+        with pytest.raises(SystemExit) as exit_:
+            reproduce_mlp.earlier_result(path, config_now, settings)
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"other settings ({named})" in err
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(SystemExit) as exit_:
+        reproduce_mlp.earlier_result(str(tmp_path / "bad.json"), config, {})
+    assert exit_.value.code == 2 and "not a result JSON" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(DATA is None, reason="shared/data (real datasets) not found")
+def test_resnet_reproduction_merges_a_seed_trained_by_an_earlier_invocation(tmp_path, monkeypatch):
+    import json  # noqa: PLC0415
+
+    import reproduce_resnet  # noqa: PLC0415
+
+    def invoke(seed, out, *extra):
+        argv = ["reproduce_resnet.py", "--size", "smoke", "--models", "cifar_resnet20", "--variants", "original",
+                "erase", "--seeds", str(seed), "--train-limit", "32", "--test-limit", "32", "--batch-size", "16",
+                "--data-dir", str(DATA), "--work-dir", str(tmp_path / f"work{seed}"), "--out", str(out), *extra]
+        monkeypatch.setattr(sys, "argv", argv)
+        reproduce_resnet.main()
+        return json.loads(out.read_text())
+
+    first = invoke(0, tmp_path / "seed0.json")
+    both = invoke(1, tmp_path / "both.json", "--merge", str(tmp_path / "seed0.json"))
+    assert both["settings"]["seeds"] == [0, 1] and both["runs_merged"] == 2
+    for variant in ("original", "erase"):
+        runs = both["results"]["cifar_resnet20"][variant]["runs"]
+        assert [r["seed"] for r in runs] == [0, 1]
+        old = first["results"]["cifar_resnet20"][variant]["runs"][0]
+        assert runs[0]["merged_from"] == str(tmp_path / "seed0.json")
+        assert runs[0]["test_top1_err"] == old["test_top1_err"] and "merged_from" not in runs[1]
+        errs = [r["test_top1_err"] for r in runs]
+        assert both["results"]["cifar_resnet20"][variant]["test_err_mean"] == pytest.approx(sum(errs) / 2)
+    with pytest.raises(SystemExit) as exit_:  # another epoch count: refused before anything trains
+        invoke(2, tmp_path / "x.json", "--epochs", "2", "--merge", str(tmp_path / "seed0.json"))
+    assert exit_.value.code == 2 and not (tmp_path / "x.json").exists() and not (tmp_path / "work2").exists()
+
+
 def test_snl_step_row_times_plain_and_masked_steps():
     import snl_step
 
