@@ -331,6 +331,22 @@ def plot(doc: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def write_result(doc: dict[str, Any], out: Path, draw: Callable[[dict[str, Any], Path], None],
+                 summary: list[str]) -> None:
+    """Write a benchmark's result JSON to ``out`` and its plot beside it (``.png``), then print ``summary``.
+
+    Example:
+        write_result(doc, Path("bench/results/reproduce_mlp.json"), plot, [description, table])
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    png = out.with_suffix(".png")
+    draw(doc, png)
+    print()
+    print("\n".join(summary))
+    print(f"\nwall time {doc['wall_seconds']:.0f}s; wrote {out} and {png}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -458,14 +474,7 @@ def main() -> None:
         "results": results,
         "table_markdown": table,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    png = out.with_suffix(".png")
-    plot(doc, png)
-    print()
-    print(desc)
-    print(table)
-    print(f"\nwall time {wall:.0f}s; wrote {out} and {png}")
+    write_result(doc, out, plot, [desc, table])
 
 
 if __name__ == "__main__":

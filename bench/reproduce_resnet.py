@@ -55,7 +55,6 @@ trained on another machine, after its run directories were gone; each merged run
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -69,7 +68,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reproduce_mlp import (RESULTS, command_line, default_work_dir, earlier_result, find_data_dir,  # noqa: E402
-                           machine_info, markdown, mean_std, merged, plot_curves, resolve_device, rs, train_run)
+                           machine_info, markdown, mean_std, merged, plot_curves, resolve_device, rs, train_run,
+                           write_result)
 from relu_surgery.train import TrainConfig  # noqa: E402
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -302,16 +302,7 @@ def main() -> None:
         "results": results,
         "table_markdown": table,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    png = out.with_suffix(".png")
-    plot(doc, png)
-    print()
-    print(desc)
-    for note in notes:
-        print("NOTE:", note)
-    print(table)
-    print(f"\nwall time {wall:.0f}s; wrote {out} and {png}")
+    write_result(doc, out, plot, [desc, *(f"NOTE: {note}" for note in notes), table])
 
 
 if __name__ == "__main__":
