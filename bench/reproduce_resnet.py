@@ -47,9 +47,10 @@ Usage:
 Writes bench/results/reproduce_resnet_SIZE.json and .png (or ``--out``). Every run lives in
 ``--work-dir`` (default under the system temp dir); finished runs there are reused (marked
 ``"reused": true``), interrupted ones resumed. ``--merge EARLIER.json`` adds the runs of other
-seeds from an earlier result of the same settings, for the models and variants trained now (a seed
-trained on another machine, after its run directories were gone; each merged run is marked
-``merged_from``).
+seeds from an earlier result of the same settings, for the models trained now (a seed trained on
+another machine, after its run directories were gone; each merged run is marked ``merged_from``). A
+variant that this invocation does not train keeps all its earlier runs, so one result can hold
+variants with different seed counts (the table says "1 seed" where a variant has one).
 """
 
 from __future__ import annotations
@@ -125,20 +126,21 @@ def plot(doc: dict[str, Any], path: Path) -> None:
     ax = axes[0][0]
     for curve_ax, m in zip(axes[0][1:], models):
         plot_curves(curve_ax, {VARIANT_TITLES[v]: [[h["test_top1_err"] for h in r["history"]]
-                                                   for r in doc["results"][m][v]["runs"]] for v in variants},
-                    "test top-1 error (%, log scale)", [colors.get(v) for v in variants])
+                                                   for r in doc["results"][m][v]["runs"]]
+                                for v in variants if v in doc["results"][m]},
+                    "test top-1 error (%, log scale)", [colors.get(v) for v in variants if v in doc["results"][m]])
         curve_ax.set_title(f"{TITLES.get(m, m)}: test error per epoch\n(mean over seeds; band: min-max)", fontsize=9)
     for j, v in enumerate(variants):
-        xs = [i + (j - (len(variants) - 1) / 2) * width for i in range(len(models))]
-        cells = [doc["results"][m][v] for m in models]
+        xs = [i + (j - (len(variants) - 1) / 2) * width for i, m in enumerate(models) if v in doc["results"][m]]
+        cells = [doc["results"][m][v] for m in models if v in doc["results"][m]]
         ax.bar(xs, [c["test_err_mean"] for c in cells], width * 0.9, yerr=[c["test_err_std"] for c in cells],
                capsize=3, color=colors.get(v), alpha=0.85, label=VARIANT_TITLES[v] + (
                    f" (p={s['stacked_proportion']:g} on r31, 1.0 on ResNets)" if v == "erase" else ""))
         for x, c in zip(xs, cells):
             ax.scatter([x] * len(c["runs"]), [r["test_top1_err"] for r in c["runs"]], s=10, color="black",
                        zorder=3, alpha=0.6)
-    lo = min(r["test_top1_err"] for m in models for v in variants for r in doc["results"][m][v]["runs"])
-    hi = max(r["test_top1_err"] for m in models for v in variants for r in doc["results"][m][v]["runs"])
+    errs = [r["test_top1_err"] for m in models for c in doc["results"][m].values() for r in c["runs"]]
+    lo, hi = min(errs), max(errs)
     pad = max(0.5, 0.15 * (hi - lo))
     ax.set_ylim(max(0.0, lo - 2 * pad), hi + 2 * pad)
     ax.set_xticks(range(len(models)))
@@ -181,7 +183,8 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="discard earlier runs in the work dir first")
     parser.add_argument("--keep-weights", action="store_true")
     parser.add_argument("--merge", help="an earlier result JSON of the same settings: its runs of other seeds join "
-                                        "this one's for the models and variants trained here (each marked merged_from)")
+                                        "this one's for the models trained here, and a variant not trained here keeps all "
+                                        "its runs (each marked merged_from)")
     args = parser.parse_args()
 
     t_start = time.perf_counter()
@@ -214,10 +217,10 @@ def main() -> None:
     earlier: dict[tuple[str, str], list[dict[str, Any]]] = {}
     if args.merge:
         doc = earlier_result(args.merge, config, {"stacked_proportion": args.stacked_proportion})
-        earlier = {(name, v): merged(c["runs"], args.merge, size["seeds"])
-                   for name, cells in doc["results"].items() for v, c in cells.items()}
-    seeds = sorted(set(size["seeds"]) | {r["seed"] for (name, v), runs in earlier.items()
-                                         if name in size["models"] and v in variants for r in runs})
+        earlier = {(name, v): merged(c["runs"], args.merge, size["seeds"] if v in variants else [])
+                   for name, cells in doc["results"].items() if name in size["models"] for v, c in cells.items()}
+    shown = {name: [v for v in VARIANTS if v in variants or earlier.get((name, v))] for name in size["models"]}
+    seeds = sorted(set(size["seeds"]) | {r["seed"] for runs in earlier.values() for r in runs})
     n_train = size["train_limit"] or 60000
     n_test = size["test_limit"] or 10000
     warm = f", warm-up {size['warmup_iters']} it at lr 0.01" if size["warmup_iters"] else ""
@@ -236,10 +239,10 @@ def main() -> None:
     for name in size["models"]:
         results[name] = {}
         proportion = args.stacked_proportion if name in ("residual_style31", "vgg_style31") else 1.0
-        for variant in variants:
+        for variant in shown[name]:
             _, surgery = rewrite(rs.create_model(name, num_classes=10, in_chans=1), variant, proportion)
             runs = []
-            for seed in size["seeds"]:
+            for seed in size["seeds"] if variant in variants else []:  # else: only the merged runs
                 label = f"{name} {variant} seed={seed}"
                 runs.append(train_run(lambda: build(name, seed, variant, proportion), config.replace(seed=seed),
                                       work / name / variant / f"seed{seed}", label,
@@ -264,7 +267,8 @@ def main() -> None:
         for v, c in cells.items():
             label = VARIANT_TITLES[v] + (f" p={c['erase_proportion']:g}" if v == "erase" else "")
             rows.append([TITLES.get(name, name), label, f"{c['params']:,}",
-                         f"{c['test_err_mean']:.2f} ± {c['test_err_std']:.2f}",
+                         f"{c['test_err_mean']:.2f} ± {c['test_err_std']:.2f}" if len(c["runs"]) > 1
+                         else f"{c['test_err_mean']:.2f} (1 seed)",
                          "" if base is None or c is base else f"{c['test_err_mean'] - base['test_err_mean']:+.2f}",
                          ", ".join(f"{r['test_top1_err']:.2f}" for r in c["runs"]),
                          f"{c['train_err_mean']:.2f} ± {c['train_err_std']:.2f}", f"{c['time_mean_s']:.0f}s"])
@@ -284,7 +288,8 @@ def main() -> None:
         "description": desc,
         "notes": notes,
         "settings": {
-            "models": size["models"], "variants": variants, "seeds": seeds, "dataset": "fashion-mnist",
+            "models": size["models"], "variants": [v for v in VARIANTS if any(v in vs for vs in shown.values())],
+            "seeds": seeds, "dataset": "fashion-mnist",
             "data_dir": str(data_dir), "train_limit": size["train_limit"] or None, "train_images": n_train,
             "test_images": n_test, "epochs": size["epochs"], "stacked_proportion": args.stacked_proportion,
             "resnet_erase_proportion": 1.0, "location": "last",

@@ -107,25 +107,29 @@ def test_resnet_reproduction_merges_a_seed_trained_by_an_earlier_invocation(tmp_
 
     import reproduce_resnet  # noqa: PLC0415
 
-    def invoke(seed, out, *extra):
-        argv = ["reproduce_resnet.py", "--size", "smoke", "--models", "cifar_resnet20", "--variants", "original",
-                "erase", "--seeds", str(seed), "--train-limit", "32", "--test-limit", "32", "--batch-size", "16",
+    def invoke(seed, out, *extra, variants=("original", "erase")):
+        argv = ["reproduce_resnet.py", "--size", "smoke", "--models", "cifar_resnet20", "--variants", *variants,
+                "--seeds", str(seed), "--train-limit", "32", "--test-limit", "32", "--batch-size", "16",
                 "--data-dir", str(DATA), "--work-dir", str(tmp_path / f"work{seed}"), "--out", str(out), *extra]
         monkeypatch.setattr(sys, "argv", argv)
         reproduce_resnet.main()
         return json.loads(out.read_text())
 
     first = invoke(0, tmp_path / "seed0.json")
-    both = invoke(1, tmp_path / "both.json", "--merge", str(tmp_path / "seed0.json"))
+    both = invoke(1, tmp_path / "both.json", "--merge", str(tmp_path / "seed0.json"), variants=("original",))
     assert both["settings"]["seeds"] == [0, 1] and both["runs_merged"] == 2
+    assert both["settings"]["variants"] == ["original", "erase"]  # erase is not trained now: its seed 0 is kept
+    cells = both["results"]["cifar_resnet20"]
+    assert [[r["seed"] for r in cells[v]["runs"]] for v in ("original", "erase")] == [[0, 1], [0]]
     for variant in ("original", "erase"):
-        runs = both["results"]["cifar_resnet20"][variant]["runs"]
-        assert [r["seed"] for r in runs] == [0, 1]
-        old = first["results"]["cifar_resnet20"][variant]["runs"][0]
+        runs, old = cells[variant]["runs"], first["results"]["cifar_resnet20"][variant]["runs"][0]
         assert runs[0]["merged_from"] == str(tmp_path / "seed0.json")
-        assert runs[0]["test_top1_err"] == old["test_top1_err"] and "merged_from" not in runs[1]
-        errs = [r["test_top1_err"] for r in runs]
-        assert both["results"]["cifar_resnet20"][variant]["test_err_mean"] == pytest.approx(sum(errs) / 2)
+        assert runs[0]["test_top1_err"] == old["test_top1_err"]
+    assert "merged_from" not in cells["original"]["runs"][1]
+    errs = [r["test_top1_err"] for r in cells["original"]["runs"]]
+    assert cells["original"]["test_err_mean"] == pytest.approx(sum(errs) / 2)
+    assert f"| {cells['erase']['test_err_mean']:.2f} (1 seed) |" in both["table_markdown"]
+    assert (tmp_path / "both.png").stat().st_size > 0  # the plot draws variants with different seed counts
     with pytest.raises(SystemExit) as exit_:  # another epoch count: refused before anything trains
         invoke(2, tmp_path / "x.json", "--epochs", "2", "--merge", str(tmp_path / "seed0.json"))
     assert exit_.value.code == 2 and not (tmp_path / "x.json").exists() and not (tmp_path / "work2").exists()
