@@ -24,13 +24,13 @@ Sizes (all SGD m=0.9, wd 1e-4, lr /10 at 50% and 75% of the iterations):
     size   models                       seeds  train images      test    epochs  batch  lr   warm-up      augment
     smoke      r31, R-20, R-56          1      first 512         500     1       64     0.1  none         none
     cpu        r31, R-20, R-56          3      first 6,000       2,000   1       64     0.1  none         none
-    converged  R-20, R-56               2      first 20,000      10,000  15      128    0.1  none         none
+    converged  R-20, R-56               3      first 20,000      10,000  15      128    0.1  none         none
     gpu    r31, R-20, R-56, R-110       3      all 60,000        10,000  164     128    0.1  400 it @0.01 crop+flip
 
-``converged`` trains to a flat test error on the CPU (lr /10 after epochs 7 and 11 of 15; about 15
-minutes per ResNet-20 run and 45 per ResNet-56 run with 1 thread, estimated; measured on a shared
-2-core machine: about 24 and 85-145 minutes; 12 runs): the largest sizes that fit
-a few hours of one core. ``smoke`` only proves the pipeline works (its numbers are not a reproduction). ``cpu`` is sized to
+``converged`` trains to a flat test error on the CPU (lr /10 after epochs 7 and 11 of 15; 18 runs;
+measured with 1 thread on a 2-core AMD EPYC: about 10 minutes per ResNet-20 run and 29 per ResNet-56
+run alone on a core, 40 for ResNet-56 with three runs on the 2 cores, 24 and 85-145 on a more
+crowded machine): the largest sizes that fit a few hours of the 2 cores. ``smoke`` only proves the pipeline works (its numbers are not a reproduction). ``cpu`` is sized to
 finish in under an hour on 2 cores (27 runs, about 45 min at the throughput measured on a loaded
 2-core AMD EPYC with 1 thread; 1 epoch on 6k images is far from converged, so it shows early
 training, where the paper says EraseReLU converges faster, more than final accuracy). ``gpu`` is the
@@ -80,7 +80,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "cpu": {"models": ["residual_style31", "cifar_resnet20", "cifar_resnet56"], "seeds": [0, 1, 2],
             "train_limit": 6000, "test_limit": 2000, "epochs": 1, "batch_size": 64, "warmup_iters": 0,
             "augment": False},
-    "converged": {"models": ["cifar_resnet20", "cifar_resnet56"], "seeds": [0, 1], "train_limit": 20000,
+    "converged": {"models": ["cifar_resnet20", "cifar_resnet56"], "seeds": [0, 1, 2], "train_limit": 20000,
                   "test_limit": 0, "epochs": 15, "batch_size": 128, "warmup_iters": 0, "augment": False},
     "gpu": {"models": ["residual_style31", "cifar_resnet20", "cifar_resnet56", "cifar_resnet110"],
             "seeds": [0, 1, 2], "train_limit": 0, "test_limit": 0, "epochs": 164, "batch_size": 128,
