@@ -29,10 +29,10 @@ Sizes (all SGD m=0.9, wd 1e-4, lr /10 at 50% and 75% of the iterations):
 
 ``converged`` trains to a flat test error on the CPU (lr /10 after epochs 7 and 11 of 15; 18 runs;
 measured with 1 thread on a 2-core AMD EPYC: about 10 minutes per ResNet-20 run and 29 per ResNet-56
-run alone on a core, 40 for ResNet-56 with three runs on the 2 cores, 24 and 85-145 on a more
-crowded machine): the largest sizes that fit a few hours of the 2 cores. ``smoke`` only proves the pipeline works (its numbers are not a reproduction). ``cpu`` is sized to
-finish in under an hour on 2 cores (27 runs, about 45 min at the throughput measured on a loaded
-2-core AMD EPYC with 1 thread; 1 epoch on 6k images is far from converged, so it shows early
+run alone on a core, 40-47 for ResNet-56 with three runs on the 2 cores, 24 and 85-145 on a more
+crowded machine): the largest sizes that fit a few hours of the 2 cores. ``smoke`` only proves the
+pipeline works (its numbers are not a reproduction). ``cpu`` is sized to finish in under an hour
+on 2 cores (27 runs, about 45 min at the throughput measured on a loaded 2-core AMD EPYC with 1 thread; 1 epoch on 6k images is far from converged, so it shows early
 training, where the paper says EraseReLU converges faster, more than final accuracy). ``gpu`` is the
 paper's CIFAR recipe (seed 003 appendix, which seed 000 follows: 164 epochs, warm-up for the deep
 nets) on Fashion-MNIST: many GPU hours for 36 runs, so it is resumable and can be split with
